@@ -1,2 +1,40 @@
 //! `aether tools`: operator tools over TSDB blocks (dump, analyze, backfill from
-//! OpenMetrics) and, later, over buckets.
+//! OpenMetrics). The `cli` module holds their flags; each tool is a module with a
+//! plain function so tests and other crates can call it without a process.
+
+pub mod analyze;
+pub mod backfill;
+pub mod cli;
+pub mod demo;
+pub mod dump;
+pub mod openmetrics;
+
+/// Errors of the tools.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tsdb(#[from] tsdb::Error),
+    #[error(transparent)]
+    Model(#[from] model::Error),
+    #[error(transparent)]
+    Parse(#[from] openmetrics::ParseError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,7 @@
 pub mod encoding;
 mod error;
 pub mod io;
+pub mod meta;
 
 pub use error::{Error, Result};
 pub use io::{BytesRange, FileRange, RangeRead};

@@ -1,0 +1,181 @@
+//! Flags of `aether tools …`, named as promtool and `thanos tools` name them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct ToolsArgs {
+    #[command(subcommand)]
+    pub command: ToolsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ToolsCommand {
+    /// TSDB block tools (as `promtool tsdb`).
+    Tsdb {
+        #[command(subcommand)]
+        command: TsdbCommand,
+    },
+    /// Writes deterministic, realistic demo history (a fleet of API servers) as
+    /// blocks or as OpenMetrics text.
+    #[command(name = "demo-data")]
+    DemoData(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Directory to write 2h blocks into.
+    #[arg(long = "out", value_name = "DIR", required_unless_present = "openmetrics")]
+    pub out: Option<PathBuf>,
+    /// Write OpenMetrics text to this file instead of blocks.
+    #[arg(long = "openmetrics", value_name = "FILE")]
+    pub openmetrics: Option<PathBuf>,
+    /// How much history, ending now (e.g. 7d, 12h).
+    #[arg(long = "history", default_value = "7d")]
+    pub history: String,
+    /// Leave this much before now out (the part a live Prometheus holds), e.g. 2h.
+    #[arg(long = "until-ago", default_value = "0s")]
+    pub until_ago: String,
+    /// Scrape interval of the generated samples.
+    #[arg(long = "interval", default_value = "30s")]
+    pub interval: String,
+    /// Number of API instances (about 40 series each).
+    #[arg(long = "instances", default_value_t = 4)]
+    pub instances: usize,
+    /// Block duration for --out.
+    #[arg(long = "block-duration", default_value = "2h")]
+    pub block_duration: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TsdbCommand {
+    /// Prints every sample, as `promtool tsdb dump` does.
+    Dump(DumpArgs),
+    /// Prints series and label cardinality and bytes per sample of a block.
+    Analyze(AnalyzeArgs),
+    /// Creates blocks from another format (as `promtool tsdb create-blocks-from`).
+    #[command(name = "create-blocks-from")]
+    CreateBlocksFrom {
+        #[command(subcommand)]
+        source: CreateFrom,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// A block directory, or a data directory holding blocks.
+    #[arg(long = "block", value_name = "DIR")]
+    pub block: Option<PathBuf>,
+    /// Same as --block (positional, as promtool takes it).
+    #[arg(value_name = "DIR", conflicts_with = "block")]
+    pub dir: Option<PathBuf>,
+    /// Earliest timestamp to print, in ms.
+    #[arg(long = "min-time", default_value_t = i64::MIN, allow_negative_numbers = true)]
+    pub min_time: i64,
+    /// Latest timestamp to print, in ms.
+    #[arg(long = "max-time", default_value_t = i64::MAX, allow_negative_numbers = true)]
+    pub max_time: i64,
+    /// Series selector, e.g. '{__name__="up", job=~"a|b"}'; may be repeated (union).
+    #[arg(long = "match")]
+    pub matches: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// A block directory, or a data directory (its newest block is analyzed).
+    #[arg(long = "block", value_name = "DIR")]
+    pub block: Option<PathBuf>,
+    /// Same as --block (positional).
+    #[arg(value_name = "DIR", conflicts_with = "block")]
+    pub dir: Option<PathBuf>,
+    /// How many items to show in each list.
+    #[arg(long = "limit", default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreateFrom {
+    /// From an OpenMetrics text file (timestamps in seconds, ending in `# EOF`).
+    Openmetrics(BackfillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackfillArgs {
+    /// The OpenMetrics input file.
+    pub input: PathBuf,
+    /// Where to write the blocks (default: ./data).
+    #[arg(default_value = "data")]
+    pub output: PathBuf,
+    /// Time span of each block (2h like promtool; longer spans make fewer blocks).
+    #[arg(long = "block-duration", alias = "max-block-duration", default_value = "2h")]
+    pub block_duration: String,
+}
+
+fn pick_dir(flag: Option<PathBuf>, pos: Option<PathBuf>) -> crate::Result<PathBuf> {
+    flag.or(pos)
+        .ok_or_else(|| crate::Error::Usage("give a block or data directory (--block DIR)".into()))
+}
+
+/// Runs one `aether tools` command.
+pub async fn run(args: ToolsArgs) -> crate::Result<()> {
+    match args.command {
+        ToolsCommand::Tsdb { command } => match command {
+            TsdbCommand::Dump(a) => {
+                let dir = pick_dir(a.block, a.dir)?;
+                let out = std::io::stdout().lock();
+                crate::dump::dump(&dir, a.min_time, a.max_time, &a.matches, out).await
+            }
+            TsdbCommand::Analyze(a) => {
+                let dir = pick_dir(a.block, a.dir)?;
+                let out = std::io::stdout().lock();
+                crate::analyze::analyze(&dir, a.limit, out).await
+            }
+            TsdbCommand::CreateBlocksFrom {
+                source: CreateFrom::Openmetrics(a),
+            } => {
+                let dur = crate::backfill::parse_duration(&a.block_duration)?;
+                let blocks = crate::backfill::from_openmetrics_file(&a.input, &a.output, dur)?;
+                for m in &blocks {
+                    println!(
+                        "BLOCK ULID {} MIN TIME {} MAX TIME {} SERIES {} SAMPLES {}",
+                        m.ulid, m.min_time, m.max_time, m.stats.num_series, m.stats.num_samples
+                    );
+                }
+                Ok(())
+            }
+        },
+        ToolsCommand::DemoData(a) => demo_data(a),
+    }
+}
+
+fn demo_data(a: DemoArgs) -> crate::Result<()> {
+    use crate::backfill::parse_duration;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| crate::Error::Usage(format!("system clock before 1970: {e}")))?
+        .as_millis() as i64;
+    let end = now - parse_duration(&a.until_ago)?;
+    let spec = crate::demo::DemoSpec {
+        start: end - parse_duration(&a.history)?,
+        end,
+        interval: parse_duration(&a.interval)?,
+        instances: a.instances,
+    };
+    if let Some(path) = a.openmetrics {
+        let f = std::fs::File::create(&path)
+            .map_err(|e| crate::Error::io(format!("create {}", path.display()), e))?;
+        return crate::demo::write_openmetrics(&spec, std::io::BufWriter::new(f));
+    }
+    let out = a.out.unwrap_or_else(|| PathBuf::from("data"));
+    let metas = crate::demo::write_blocks(&spec, parse_duration(&a.block_duration)?, &out)?;
+    let samples: u64 = metas.iter().map(|m| m.stats.num_samples).sum();
+    println!(
+        "wrote {} blocks, {} samples, {} series, into {}",
+        metas.len(),
+        samples,
+        crate::demo::series(&spec).len(),
+        out.display()
+    );
+    Ok(())
+}
