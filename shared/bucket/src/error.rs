@@ -20,7 +20,7 @@ pub enum Error {
         bucket: String,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// An object that must exist does not.
@@ -44,6 +44,14 @@ pub enum Error {
         actual: u64,
     },
 
+    /// A local file's size changed between listing and reading it.
+    #[error("local file {} changed while uploading: expected {expected} bytes, read {actual}", path.display())]
+    LocalFileChanged {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
     /// A local file operation failed.
     #[error("{context} {}: {source}", path.display())]
     Local {
@@ -59,10 +67,16 @@ pub enum Error {
 
     /// The block format crate rejected local data (e.g. a local `meta.json`).
     #[error(transparent)]
-    Tsdb(#[from] tsdb::Error),
+    Tsdb(Box<tsdb::Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tsdb::Error> for Error {
+    fn from(e: tsdb::Error) -> Self {
+        Error::Tsdb(Box::new(e))
+    }
+}
 
 impl Error {
     /// Wraps an object_store error for `op` on `bucket/key`; a not-found answer
@@ -82,11 +96,15 @@ impl Error {
             op,
             bucket,
             key,
-            source,
+            source: Box::new(source),
         }
     }
 
-    pub(crate) fn local(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn local(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Local {
             context,
             path: path.into(),

@@ -116,7 +116,10 @@ fn io_is_transient(e: &std::io::Error) -> bool {
 fn status_in_message(msg: &str) -> Option<u16> {
     const MARK: &str = "non-2xx status code: ";
     let at = msg.find(MARK)? + MARK.len();
-    let digits: String = msg[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = msg[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -385,7 +388,9 @@ mod tests {
         let p = RetryPolicy::attempts(4).with_initial_backoff(Duration::from_millis(1));
         let r: Result<(), object_store::Error> = with_backoff(&p, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(generic("Server returned non-2xx status code: 502 Bad Gateway"))
+            Err(generic(
+                "Server returned non-2xx status code: 502 Bad Gateway",
+            ))
         })
         .await;
         assert!(r.is_err());
