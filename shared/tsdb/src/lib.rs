@@ -13,17 +13,22 @@
 //! [`tombstones`], [`meta`] (`meta.json` with the Thanos section), and [`block`]
 //! (a whole block: reader and streaming writer).
 
+pub mod chunkenc;
+pub mod chunks;
 pub mod encoding;
 mod error;
+pub mod index;
 pub mod io;
 pub mod meta;
+pub mod tombstones;
 
 pub use error::{Error, Result};
 pub use io::{BytesRange, FileRange, RangeRead};
 
 /// Where one chunk of a series lives and the time span it covers, as an index's
-/// series entry records it. `chunk_ref` is the segment file number (1-based) in the
-/// upper 32 bits and the byte offset in that file in the lower 32 bits.
+/// series entry records it. `chunk_ref` is the segment file's 0-based position in the
+/// upper 32 bits (`chunks/000001` is 0) and the byte offset in that file in the lower
+/// 32 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChunkMeta {
     pub min_time: i64,
@@ -32,7 +37,7 @@ pub struct ChunkMeta {
 }
 
 impl ChunkMeta {
-    /// Segment file number (`chunks/000001` is 1).
+    /// 0-based segment index (`chunks/000001` is 0).
     pub fn segment(&self) -> u32 {
         (self.chunk_ref >> 32) as u32
     }

@@ -12,8 +12,10 @@
 //! label indices   per name, 4-byte aligned: len(4) | 1(4) | #values(4) | value refs(4)… | CRC32C
 //! postings        4-byte aligned lists: len(4) | #refs(4) | refs(4)… | CRC32C,
 //!                 first the all-postings list (key "", ""), then by name, value
-//! label offset table     len(4) | #entries(4) | (uvarint 1, name, uvarint offset)… | CRC32C
-//! postings offset table  len(4) | #entries(4) | (uvarint 2, name, value, uvarint offset)… | CRC32C
+//! label offset table     len(4) | #entries(4) | (uvarint 1, name, uvarint offset)…
+//!                        | CRC32C
+//! postings offset table  len(4) | #entries(4) | (uvarint 2, name, value, uvarint offset)…
+//!                        | CRC32C
 //! TOC             6 × u64 BE section offsets | CRC32C of those 48 bytes
 //! ```
 //!
@@ -124,9 +126,12 @@ impl Toc {
     }
 
     /// End of the series section: the next section's start (or the TOC's, if every
-    /// later section is absent).
+    /// later section is absent). The section is empty when it is absent.
     pub(crate) fn series_end(&self, file_size: u64) -> u64 {
         let toc_start = file_size.saturating_sub(Self::LEN);
+        if self.series == 0 || self.series >= toc_start {
+            return self.series;
+        }
         [
             self.label_indices,
             self.postings,
@@ -134,7 +139,7 @@ impl Toc {
             self.postings_table,
         ]
         .into_iter()
-        .filter(|&o| o > self.series && o <= toc_start)
+        .filter(|&o| o != 0 && o >= self.series && o <= toc_start)
         .min()
         .unwrap_or(toc_start)
     }
@@ -145,9 +150,7 @@ impl Toc {
 pub(crate) fn series_entry_size(b: &[u8]) -> Result<u64> {
     let mut d = Decbuf::new(b, "index series entry");
     let len = d.uvarint()?;
-    Ok((d.position() as u64)
-        .saturating_add(len)
-        .saturating_add(4))
+    Ok((d.position() as u64).saturating_add(len).saturating_add(4))
 }
 
 /// Decodes the series entry at the start of `b` (which holds at least the whole entry),

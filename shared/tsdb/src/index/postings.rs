@@ -188,7 +188,8 @@ mod tests {
             let vc: Vec<u64> = c.iter().copied().collect();
             let u: Vec<u64> = a.union(&b).copied().collect();
             prop_assert_eq!(union(vec![va.clone(), vb.clone()]), u);
-            let u3: Vec<u64> = a.iter().chain(&b).chain(&c).copied().collect::<BTreeSet<_>>().into_iter().collect();
+            let u3: BTreeSet<u64> = a.iter().chain(&b).chain(&c).copied().collect();
+            let u3: Vec<u64> = u3.into_iter().collect();
             prop_assert_eq!(union(vec![va.clone(), vb.clone(), vc]), u3);
             let i: Vec<u64> = a.intersection(&b).copied().collect();
             prop_assert_eq!(intersect(&va, &vb), i);
@@ -197,7 +198,10 @@ mod tests {
         }
 
         #[test]
-        fn galloping_intersect(a in proptest::collection::btree_set(0u64..5000, 0..5), b in proptest::collection::btree_set(0u64..5000, 100..400)) {
+        fn galloping_intersect(
+            a in proptest::collection::btree_set(0u64..5000, 0..5),
+            b in proptest::collection::btree_set(0u64..5000, 100..400),
+        ) {
             let va: Vec<u64> = a.iter().copied().collect();
             let vb: Vec<u64> = b.iter().copied().collect();
             let i: Vec<u64> = a.intersection(&b).copied().collect();

@@ -54,11 +54,7 @@ impl Symbols {
 
     fn bytes_at(&self, i: usize) -> Option<&[u8]> {
         let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 {
-            0
-        } else {
-            self.ends[i - 1] as usize
-        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         self.buf.get(start..end)
     }
 

@@ -33,8 +33,11 @@ pub struct IndexWriter {
     /// (name ordinal << 32 | value ordinal) -> series refs.
     postings: HashMap<u64, Vec<u32>>,
     all_postings: Vec<u32>,
-    last_series: Labels,
+    /// (name, value) ordinals of the last series added: ordinals sort as their
+    /// strings do, so comparing these compares label sets like `labels.Compare`.
+    last_series: Vec<(u32, u32)>,
     last_chunk_ref: u64,
+    label_indices: bool,
     buf: Encbuf,
 }
 
@@ -60,18 +63,15 @@ impl IndexWriter {
     /// Creates (or truncates) the index file at `path` and writes the header and the
     /// symbol table. `symbols` must be sorted and unique and hold every label name and
     /// value of the series to come (Error::InvalidInput otherwise).
-    pub fn create(
-        path: &Path,
-        symbols: impl IntoIterator<Item = impl AsRef<str>>,
-    ) -> Result<Self> {
+    pub fn create(path: &Path, symbols: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Self> {
         let mut table = Symbols::default();
         for s in symbols {
             table.push(s.as_ref().as_bytes(), WHAT, true)?;
         }
         table.shrink_to_fit();
 
-        let file = File::create(path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let file =
+            File::create(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         let mut w = IndexWriter {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),
@@ -81,8 +81,9 @@ impl IndexWriter {
             name_cache: HashMap::new(),
             postings: HashMap::new(),
             all_postings: Vec::new(),
-            last_series: Labels::empty(),
+            last_series: Vec::new(),
             last_chunk_ref: 0,
+            label_indices: true,
             buf: Encbuf::new(),
         };
         let mut e = Encbuf::new();
@@ -92,6 +93,14 @@ impl IndexWriter {
         w.write_symbols()?;
         w.toc.series = w.pos;
         Ok(w)
+    }
+
+    /// Whether [`finish`](IndexWriter::finish) writes the label indices and the label
+    /// offset table (default: yes, as Prometheus up to 3.5 does). No reader of format
+    /// v2 uses them; Prometheus 3.6 and later leave them out, pointing both
+    /// TOC entries at the postings offset table.
+    pub fn set_label_indices(&mut self, write: bool) {
+        self.label_indices = write;
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
@@ -114,7 +123,10 @@ impl IndexWriter {
     /// Writes `len(4) | content | CRC32C(content)`.
     fn write_section(&mut self, content: &[u8]) -> Result<()> {
         let len = u32::try_from(content.len()).map_err(|_| {
-            Error::invalid(WHAT, format!("section of {} bytes exceeds 4 GiB", content.len()))
+            Error::invalid(
+                WHAT,
+                format!("section of {} bytes exceeds 4 GiB", content.len()),
+            )
         })?;
         self.write(&len.to_be_bytes())?;
         self.write(content)?;
@@ -155,7 +167,10 @@ impl IndexWriter {
 
     fn symbol_ref(&self, s: &str) -> Result<u32> {
         self.symbols.find(s).ok_or_else(|| {
-            Error::invalid(WHAT, format!("label string {s:?} is not in the symbol table"))
+            Error::invalid(
+                WHAT,
+                format!("label string {s:?} is not in the symbol table"),
+            )
         })
     }
 
@@ -168,26 +183,6 @@ impl IndexWriter {
     /// `max_time`, and chunk refs must not decrease, within and across series.
     /// A rejected series leaves the writer unchanged.
     pub fn add_series(&mut self, labels: &Labels, chunks: &[ChunkMeta]) -> Result<u64> {
-        if labels <= &self.last_series {
-            return Err(Error::invalid(
-                WHAT,
-                format!(
-                    "out-of-order series {labels}, last added {}",
-                    self.last_series
-                ),
-            ));
-        }
-        let names_sorted = labels
-            .as_slice()
-            .windows(2)
-            .all(|w| w[0].name < w[1].name);
-        if !names_sorted {
-            return Err(Error::invalid(
-                WHAT,
-                format!("label names of {labels} not sorted and unique"),
-            ));
-        }
-
         let mut last_ref = self.last_chunk_ref;
         let mut last_maxt = 0i64;
         for (i, c) in chunks.iter().enumerate() {
@@ -222,23 +217,45 @@ impl IndexWriter {
             last_maxt = c.max_time;
         }
 
+        if labels.is_empty() {
+            return Err(Error::invalid(WHAT, "series with no labels"));
+        }
         // Resolve symbols before writing anything.
         let mut refs = Vec::with_capacity(labels.len());
         for l in labels {
-            let name = match self.name_cache.get(&l.name) {
+            let cached = self.name_cache.get(&l.name);
+            let name = match cached {
                 Some(c) => c.name,
                 None => self.symbol_ref(&l.name)?,
             };
-            let cached = self
-                .name_cache
-                .get(&l.name)
-                .map(|c| c.last_value)
-                .filter(|&v| self.symbols.get(v) == Some(l.value.as_str()));
             let value = match cached {
-                Some(v) => v,
-                None => self.symbol_ref(&l.value)?,
+                Some(c) if self.symbols.get(c.last_value) == Some(l.value.as_str()) => c.last_value,
+                _ => self.symbol_ref(&l.value)?,
             };
             refs.push((name, value));
+        }
+        if !refs.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err(Error::invalid(
+                WHAT,
+                format!("label names of {labels} not sorted and unique"),
+            ));
+        }
+        if refs <= self.last_series {
+            let last: Vec<String> = self
+                .last_series
+                .iter()
+                .map(|&(n, v)| {
+                    let s = |o| self.symbols.get(o).unwrap_or_default();
+                    format!("{}={:?}", s(n), s(v))
+                })
+                .collect();
+            return Err(Error::invalid(
+                WHAT,
+                format!(
+                    "out-of-order series {labels}, last added {{{}}}",
+                    last.join(", ")
+                ),
+            ));
         }
 
         let start = self.pos.next_multiple_of(SERIES_ALIGN);
@@ -304,7 +321,7 @@ impl IndexWriter {
                 .push(series_ref);
         }
         self.all_postings.push(series_ref);
-        self.last_series = labels.clone();
+        self.last_series = refs;
         self.last_chunk_ref = last_ref;
         Ok(u64::from(series_ref))
     }
@@ -322,7 +339,7 @@ impl IndexWriter {
         let mut label_index_offsets: Vec<(u32, u64)> = Vec::new();
         let mut e = Encbuf::new();
         let mut i = 0;
-        while i < keys.len() {
+        while self.label_indices && i < keys.len() {
             let name = name_of(keys[i]);
             let j = i + keys[i..].partition_point(|&k| name_of(k) == name);
             self.pad(4)?;
@@ -353,14 +370,16 @@ impl IndexWriter {
 
         // Label offset table.
         self.toc.label_indices_table = self.pos;
-        e.reset();
-        e.put_be_u32(count32(label_index_offsets.len())?);
-        for &(name, off) in &label_index_offsets {
-            e.put_uvarint(1);
-            e.put_uvarint_str(self.symbols.get(name).unwrap_or_default());
-            e.put_uvarint(off);
+        if self.label_indices {
+            e.reset();
+            e.put_be_u32(count32(label_index_offsets.len())?);
+            for &(name, off) in &label_index_offsets {
+                e.put_uvarint(1);
+                e.put_uvarint_str(self.symbols.get(name).unwrap_or_default());
+                e.put_uvarint(off);
+            }
+            self.write_section(&e.buf)?;
         }
-        self.write_section(&e.buf)?;
 
         // Postings offset table.
         self.toc.postings_table = self.pos;
