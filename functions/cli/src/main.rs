@@ -8,7 +8,11 @@ mod components;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "aether", version, about = "Long-term storage and global query for Prometheus")]
+#[command(
+    name = "aether",
+    version,
+    about = "Long-term storage and global query for Prometheus"
+)]
 struct Cli {
     /// Log filtering level: debug, info, warn, error.
     #[arg(long = "log.level", global = true, default_value = "info")]
@@ -57,7 +61,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("aether: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("aether: cannot start the async runtime: {e}");

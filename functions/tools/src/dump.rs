@@ -37,8 +37,8 @@ pub async fn dump(
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>> {
     use promql_parser::label::MatchOp;
     use promql_parser::parser::{self, Expr};
-    let expr = parser::parse(s)
-        .map_err(|e| Error::Usage(format!("invalid selector {s:?}: {e}")))?;
+    let expr =
+        parser::parse(s).map_err(|e| Error::Usage(format!("invalid selector {s:?}: {e}")))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(Error::Usage(format!(
             "invalid selector {s:?}: want a series selector like up{{job=\"x\"}}"

@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod backfill;
+pub mod bucket_tools;
 pub mod cli;
 pub mod demo;
 pub mod dump;
@@ -18,6 +19,8 @@ pub enum Error {
     Model(#[from] model::Error),
     #[error(transparent)]
     Parse(#[from] openmetrics::ParseError),
+    #[error(transparent)]
+    Bucket(#[from] bucket::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,

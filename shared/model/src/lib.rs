@@ -3,10 +3,12 @@
 //! tools print. Pure data and logic: no I/O.
 
 mod gofmt;
+mod histogram;
 mod labels;
 mod matcher;
 
 pub use gofmt::{format_go_float, go_quote};
+pub use histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
 pub use labels::{Label, Labels, METRIC_NAME};
 pub use matcher::{MatchType, Matcher};
 

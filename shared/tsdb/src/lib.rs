@@ -13,6 +13,7 @@
 //! [`tombstones`], [`meta`] (`meta.json` with the Thanos section), and [`block`]
 //! (a whole block: reader and streaming writer).
 
+pub mod block;
 pub mod chunkenc;
 pub mod chunks;
 pub mod encoding;

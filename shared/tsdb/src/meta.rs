@@ -45,7 +45,11 @@ pub struct BlockStats {
     pub num_samples: u64,
     #[serde(rename = "numFloatSamples", default, skip_serializing_if = "is_zero")]
     pub num_float_samples: u64,
-    #[serde(rename = "numHistogramSamples", default, skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "numHistogramSamples",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
     pub num_histogram_samples: u64,
     #[serde(rename = "numSeries", default, skip_serializing_if = "is_zero")]
     pub num_series: u64,
@@ -331,7 +335,10 @@ mod tests {
     fn write_and_read_dir() {
         let d = tempfile::tempdir().unwrap();
         let mut m = BlockMeta::new(Ulid::new(), 0, 10);
-        m.thanos = Some(ThanosMeta::new("sidecar", [("a".into(), "b".into())].into()));
+        m.thanos = Some(ThanosMeta::new(
+            "sidecar",
+            [("a".into(), "b".into())].into(),
+        ));
         m.write_dir(d.path()).unwrap();
         assert_eq!(BlockMeta::read_dir(d.path()).unwrap(), m);
     }

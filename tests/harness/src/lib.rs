@@ -46,7 +46,9 @@ impl Proc {
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()
-            .with_context(|| format!("starting {name} (is it installed? run tests/scripts/install-deps.sh)"))?;
+            .with_context(|| {
+                format!("starting {name} (is it installed? run tests/scripts/install-deps.sh)")
+            })?;
         Ok(Proc {
             child: Some(child),
             name: name.to_string(),
@@ -65,8 +67,13 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `grace`, then SIGKILL.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else { return };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < grace {
             if let Ok(Some(_)) = c.try_wait() {
@@ -122,7 +129,11 @@ impl S3Server {
         Self::start_in(bucket, dir, None)
     }
 
-    fn start_in(bucket: &str, dir: tempfile::TempDir, ports: Option<(u16, Vec<u16>)>) -> Result<S3Server> {
+    fn start_in(
+        bucket: &str,
+        dir: tempfile::TempDir,
+        ports: Option<(u16, Vec<u16>)>,
+    ) -> Result<S3Server> {
         let (port, extra_ports) =
             ports.unwrap_or_else(|| (free_port(), (0..8).map(|_| free_port()).collect()));
         let access_key = "aetheraccess".to_string();
@@ -183,7 +194,10 @@ impl S3Server {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("S3 server not ready in {timeout:?}; log:\n{}", self.proc.log())
+        bail!(
+            "S3 server not ready in {timeout:?}; log:\n{}",
+            self.proc.log()
+        )
     }
 
     pub fn endpoint(&self) -> String {
@@ -271,7 +285,10 @@ impl Prometheus {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("Prometheus not ready in {timeout:?}; log:\n{}", self.proc.log())
+        bail!(
+            "Prometheus not ready in {timeout:?}; log:\n{}",
+            self.proc.log()
+        )
     }
 
     pub fn url(&self) -> String {
@@ -285,7 +302,10 @@ impl Prometheus {
             .arg(format!("{}{}", self.url(), path_and_query))
             .output()?;
         if !out.status.success() {
-            bail!("GET {path_and_query} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "GET {path_and_query} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?)
     }
@@ -345,6 +365,9 @@ pub fn aether_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current test executable");
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>/deps");
     dir.join("aether")
 }

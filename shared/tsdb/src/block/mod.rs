@@ -13,5 +13,3 @@ pub const INDEX_FILENAME: &str = "index";
 pub const CHUNKS_DIRNAME: &str = "chunks";
 /// Name of the tombstones file in a block directory.
 pub const TOMBSTONES_FILENAME: &str = "tombstones";
-
-use crate::RangeRead;

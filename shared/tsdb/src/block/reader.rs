@@ -73,9 +73,13 @@ impl Block {
     pub async fn select_labels(&self, matcher_sets: &[Vec<Matcher>]) -> Result<Vec<(Labels, u64)>> {
         let mut lists = Vec::with_capacity(matcher_sets.len());
         for set in matcher_sets {
-            lists.push(self.index.postings_for_matchers(set).await?);
+            lists.push(if set.is_empty() {
+                self.index.all_postings().await?
+            } else {
+                self.index.postings_for_matchers(set).await?
+            });
         }
-        let refs = crate::index::postings::union(lists);
+        let refs = crate::index::union(lists);
         let series = self.index.series_many(&refs).await?;
         Ok(series
             .into_iter()

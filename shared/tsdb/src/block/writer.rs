@@ -166,7 +166,9 @@ impl BlockWriter {
     }
 
     fn flush_chunk(&mut self, chunk: &XorChunk, min_t: i64, max_t: i64) -> Result<ChunkMeta> {
-        let r = self.chunks.write_chunk(Encoding::Xor as u8, chunk.bytes())?;
+        let r = self
+            .chunks
+            .write_chunk(Encoding::Xor as u8, chunk.bytes())?;
         self.note_chunk(min_t, max_t);
         Ok(ChunkMeta {
             min_time: min_t,
@@ -228,7 +230,10 @@ impl BlockWriter {
         } = self;
         if num_series == 0 {
             let _ = std::fs::remove_dir_all(&tmp_dir);
-            return Err(Error::invalid("block writer", "no samples: refusing to write an empty block"));
+            return Err(Error::invalid(
+                "block writer",
+                "no samples: refusing to write an empty block",
+            ));
         }
         let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
         chunks.finish()?;
@@ -243,13 +248,19 @@ impl BlockWriter {
         let mut rd = BufReader::with_capacity(1 << 16, f);
         let mut buf = Vec::new();
         loop {
-            if rd.fill_buf().map_err(|e| io("read", &spool_path, e))?.is_empty() {
+            if rd
+                .fill_buf()
+                .map_err(|e| io("read", &spool_path, e))?
+                .is_empty()
+            {
                 break;
             }
             let mut len = [0u8; 4];
-            rd.read_exact(&mut len).map_err(|e| io("read", &spool_path, e))?;
+            rd.read_exact(&mut len)
+                .map_err(|e| io("read", &spool_path, e))?;
             buf.resize(u32::from_be_bytes(len) as usize, 0);
-            rd.read_exact(&mut buf).map_err(|e| io("read", &spool_path, e))?;
+            rd.read_exact(&mut buf)
+                .map_err(|e| io("read", &spool_path, e))?;
             let (labels, metas) = decode_spooled(&buf)?;
             iw.add_series(&labels, &metas)?;
         }
