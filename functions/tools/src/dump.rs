@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use model::{format_go_float, Labels, Matcher};
-use tsdb::block::{self, Block};
+use tsdb::block::{self, Block, SeriesEntry};
 
 use crate::{Error, Result};
 
@@ -60,7 +60,9 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>> {
     Ok(out)
 }
 
-async fn dump_blocks(
+/// Writes the dump of open blocks (local or in a bucket) to `out`; `matcher_sets`
+/// select series (union; an empty set selects all).
+pub async fn dump_blocks(
     blocks: &[Block],
     min_time: i64,
     max_time: i64,
@@ -69,13 +71,13 @@ async fn dump_blocks(
 ) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     // Every block's matching series refs with their labels, in label order.
-    let mut per_block: Vec<Vec<(Labels, u64)>> = Vec::with_capacity(blocks.len());
+    let mut per_block: Vec<Vec<SeriesEntry>> = Vec::with_capacity(blocks.len());
     for b in blocks {
         if b.meta().max_time <= min_time || b.meta().min_time > max_time {
             per_block.push(Vec::new());
             continue;
         }
-        per_block.push(b.select_labels(matcher_sets).await?);
+        per_block.push(b.select(matcher_sets).await?);
     }
     // K-way merge by labels across blocks (each list is sorted).
     let mut pos = vec![0usize; blocks.len()];
@@ -83,9 +85,9 @@ async fn dump_blocks(
     loop {
         let mut next: Option<&Labels> = None;
         for (i, list) in per_block.iter().enumerate() {
-            if let Some((l, _)) = list.get(pos[i]) {
-                if next.is_none_or(|n| l < n) {
-                    next = Some(l);
+            if let Some(s) = list.get(pos[i]) {
+                if next.is_none_or(|n| &s.labels < n) {
+                    next = Some(&s.labels);
                 }
             }
         }
@@ -93,10 +95,10 @@ async fn dump_blocks(
         let mut samples: Vec<(i64, f64)> = Vec::new();
         let mut from_blocks = 0;
         for (i, list) in per_block.iter().enumerate() {
-            if let Some((l, r)) = list.get(pos[i]) {
-                if *l == labels {
+            if let Some(s) = list.get(pos[i]) {
+                if s.labels == labels {
                     blocks[i]
-                        .read_float_samples(*r, min_time, max_time, &mut samples)
+                        .read_float_samples(s, min_time, max_time, &mut samples)
                         .await?;
                     pos[i] += 1;
                     from_blocks += 1;

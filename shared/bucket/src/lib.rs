@@ -16,6 +16,7 @@ pub mod counting;
 mod error;
 pub mod markers;
 pub mod range;
+pub mod reader;
 pub mod retry;
 
 pub use block::{
@@ -32,4 +33,5 @@ pub use markers::{
 };
 pub use object_store;
 pub use range::ObjectRange;
+pub use reader::open_block;
 pub use retry::{is_transient, with_backoff, RetryPolicy};

@@ -36,9 +36,11 @@ pub const CHUNKS_FORMAT_V1: u8 = 1;
 pub const SEGMENT_HEADER_SIZE: u64 = 8;
 /// Prometheus's default maximum segment size: 512 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 512 * 1024 * 1024;
-/// Bytes [`ChunkReader::chunk`] reads at once: most chunks fit, larger ones take a
-/// second read.
-pub const DEFAULT_READ_HINT: u64 = 512;
+/// Bytes read for a chunk whose length is not known yet (the last of a run): a
+/// 120-sample XOR chunk is rarely over 2 KiB, so nearly every chunk fits and a second
+/// round trip to object storage is rare; larger ones take a second read. (Thanos
+/// assumes 16 KB for the same reason.)
+pub const DEFAULT_READ_HINT: u64 = 16 * 1024;
 /// Default largest gap between chunks that [`ChunkReader::chunks`] reads over
 /// rather than issuing another range read.
 pub const DEFAULT_MAX_GAP: u64 = 64 * 1024;
@@ -353,6 +355,8 @@ struct Segment {
     file: Arc<dyn RangeRead>,
     /// Size, known once the header has been checked.
     size: OnceCell<u64>,
+    /// Whether to read and check the 8-byte header before first use.
+    check_header: bool,
 }
 
 impl Segment {
@@ -370,6 +374,9 @@ impl Segment {
                         self.name(),
                         format!("{size} bytes, shorter than the header"),
                     ));
+                }
+                if !self.check_header {
+                    return Ok(size);
                 }
                 let h = self.file.read(0..SEGMENT_HEADER_SIZE).await?;
                 if h.len() != SEGMENT_HEADER_SIZE as usize {
@@ -416,6 +423,7 @@ impl ChunkReader {
                 number,
                 file,
                 size: OnceCell::new(),
+                check_header: true,
             })
             .collect();
         segments.sort_by_key(|s| s.number);
@@ -429,6 +437,16 @@ impl ChunkReader {
             segments,
             max_gap: DEFAULT_MAX_GAP,
         })
+    }
+
+    /// Skips reading and checking each segment's 8-byte header before first use.
+    /// For segments in object storage, where that check costs a request per segment:
+    /// every record still has its CRC checked, so a wrong file is still caught.
+    pub fn without_header_checks(mut self) -> ChunkReader {
+        for s in &mut self.segments {
+            s.check_header = false;
+        }
+        self
     }
 
     /// Sets the largest gap between two wanted chunks that [`Self::chunks`] reads

@@ -4,7 +4,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{open_dir_blocks, Block};
+pub use reader::{open_dir_blocks, Block, SeriesEntry};
 pub use writer::{BlockWriter, SAMPLES_PER_CHUNK};
 
 /// Name of the index file in a block directory.

@@ -11,6 +11,14 @@ use crate::meta::{BlockMeta, META_FILENAME};
 use crate::tombstones::{self, Tombstones};
 use crate::{ChunkMeta, Error, FileRange, RangeRead, Result};
 
+/// A series selected from a block: its labels, index reference and chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesEntry {
+    pub labels: Labels,
+    pub series_ref: u64,
+    pub chunks: Vec<ChunkMeta>,
+}
+
 /// An open block: its meta, index and chunk readers and tombstones. The readers work
 /// over byte ranges, so the files may be local or in a bucket.
 #[derive(Debug)]
@@ -69,8 +77,8 @@ impl Block {
     }
 
     /// Series matching any of the matcher sets (an empty set matches every series),
-    /// as (labels, series ref) in label order.
-    pub async fn select_labels(&self, matcher_sets: &[Vec<Matcher>]) -> Result<Vec<(Labels, u64)>> {
+    /// in label order, with their chunk metas.
+    pub async fn select(&self, matcher_sets: &[Vec<Matcher>]) -> Result<Vec<SeriesEntry>> {
         let mut lists = Vec::with_capacity(matcher_sets.len());
         for set in matcher_sets {
             lists.push(if set.is_empty() {
@@ -84,22 +92,27 @@ impl Block {
         Ok(series
             .into_iter()
             .zip(refs)
-            .map(|((labels, _), r)| (labels, r))
+            .map(|((labels, chunks), series_ref)| SeriesEntry {
+                labels,
+                series_ref,
+                chunks,
+            })
             .collect())
     }
 
-    /// Appends the float samples of series `series_ref` with `mint <= t <= maxt`,
+    /// Appends the float samples of a selected series with `mint <= t <= maxt`,
     /// minus deleted ones, to `out`. Samples of histogram chunks are skipped.
     pub async fn read_float_samples(
         &self,
-        series_ref: u64,
+        series: &SeriesEntry,
         mint: i64,
         maxt: i64,
         out: &mut Vec<(i64, f64)>,
     ) -> Result<()> {
-        let (_, metas) = self.index.series(series_ref).await?;
-        let metas: Vec<ChunkMeta> = metas
-            .into_iter()
+        let series_ref = series.series_ref;
+        let metas: Vec<&ChunkMeta> = series
+            .chunks
+            .iter()
             .filter(|m| m.max_time >= mint && m.min_time <= maxt)
             .collect();
         if metas.is_empty() {
