@@ -223,12 +223,44 @@ async fn blocks_cut_by_a_running_prometheus_dump_identically() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+    // Delete part of one series through the admin API: Prometheus writes tombstones
+    // into the persisted blocks, and both dumps must leave those samples out.
+    let first = block_dirs(&data)[0].clone();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("meta.json")).unwrap()).unwrap();
+    let (lo, hi) = (
+        meta["minTime"].as_i64().unwrap(),
+        meta["maxTime"].as_i64().unwrap(),
+    );
+    let mid = lo + (hi - lo) / 2;
+    let url = format!(
+        "http://127.0.0.1:{port}/api/v1/admin/tsdb/delete_series?match[]=up&start={}&end={}",
+        lo as f64 / 1000.0,
+        mid as f64 / 1000.0
+    );
+    let st = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-g", &url])
+        .status()
+        .unwrap();
+    assert!(st.success(), "delete_series failed");
     proc.stop(Duration::from_secs(10));
+    let tomb = std::fs::metadata(first.join("tombstones")).unwrap().len();
+    assert!(tomb > 9, "Prometheus wrote no tombstones ({tomb} bytes)");
     let only_blocks = tmp.path().join("blocks");
     for b in block_dirs(&data) {
         harness::copy_dir(&b, &only_blocks.join(b.file_name().unwrap())).unwrap();
     }
     let theirs = harness::promtool_dump(&only_blocks, &[]).unwrap();
     assert!(theirs.lines().count() > 100, "{theirs}");
+    let up_in_deleted_range = theirs
+        .lines()
+        .filter(|l| l.starts_with("{__name__=\"up\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .filter(|t| *t >= lo && *t <= mid)
+        .count();
+    assert_eq!(
+        up_in_deleted_range, 0,
+        "deleted samples still dumped by promtool"
+    );
     assert_eq!(aether_dump(&only_blocks).await, theirs);
 }

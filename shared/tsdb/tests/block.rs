@@ -179,3 +179,29 @@ fn harness_copy(from: &Path, to: &Path) {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
 }
+
+#[tokio::test]
+async fn tombstones_are_applied() {
+    use tsdb::tombstones::{self, Interval, Tombstones};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut data = series(3);
+    let dir = write_block(tmp.path(), &mut data);
+    let b = Block::open_local(&dir).await.unwrap();
+    let sel = b.select(&[vec![]]).await.unwrap();
+    // Delete a middle stretch of the second series.
+    let (lo, hi) = (data[1].1[10].0, data[1].1[20].0);
+    let mut ts = Tombstones::default();
+    ts.add(sel[1].series_ref, Interval { mint: lo, maxt: hi });
+    std::fs::write(dir.join("tombstones"), tombstones::encode(&ts)).unwrap();
+    let got = read_all(&dir).await.unwrap();
+    assert_eq!(got[0], data[0]);
+    assert_eq!(got[2], data[2]);
+    let want: Vec<_> = data[1]
+        .1
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t < lo || *t > hi)
+        .collect();
+    assert_eq!(got[1].1, want);
+    assert_eq!(got[1].1.len(), data[1].1.len() - 11);
+}

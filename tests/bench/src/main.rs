@@ -58,24 +58,53 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 fn bench_tsdb() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let start = 1_680_307_200_000;
-    let spec = DemoSpec { start, end: start + 12 * 3_600_000, interval: 15_000, instances: 20 };
+    let spec = DemoSpec {
+        start,
+        end: start + 12 * 3_600_000,
+        interval: 15_000,
+        instances: 20,
+    };
     let om = tmp.path().join("in.om");
     demo::write_openmetrics(&spec, std::io::BufWriter::new(std::fs::File::create(&om)?))?;
     let all = demo::series(&spec);
-    let samples: usize = all.iter().map(|s| s.samples(&spec, spec.start, spec.end).len()).sum();
-    println!("\nInput: {} series, {samples} samples over 12h at 15s (OpenMetrics, {} MiB)\n", all.len(), std::fs::metadata(&om)?.len() >> 20);
+    let samples: usize = all
+        .iter()
+        .map(|s| s.samples(&spec, spec.start, spec.end).len())
+        .sum();
+    println!(
+        "\nInput: {} series, {samples} samples over 12h at 15s (OpenMetrics, {} MiB)\n",
+        all.len(),
+        std::fs::metadata(&om)?.len() >> 20
+    );
     println!("| measure | aether | promtool 2.42 | ratio (aether/promtool) |");
     println!("| --- | --- | --- | --- |");
 
     // Backfill: the same OpenMetrics file through both.
     let theirs = tmp.path().join("promtool");
     let (_, t_theirs) = timed(|| {
-        harness::promtool(&["tsdb", "create-blocks-from", "openmetrics", om.to_str().unwrap(), theirs.to_str().unwrap()])?;
+        harness::promtool(&[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            om.to_str().unwrap(),
+            theirs.to_str().unwrap(),
+        ])?;
         Ok(())
     })?;
     let ours = tmp.path().join("aether");
-    let (_, t_ours) = timed(|| Ok(tools::backfill::from_openmetrics_file(&om, &ours, 2 * 3_600_000)?))?;
-    row("backfill time (s)", format!("{t_ours:.2}"), format!("{t_theirs:.2}"), format!("{:.2}", t_ours / t_theirs));
+    let (_, t_ours) = timed(|| {
+        Ok(tools::backfill::from_openmetrics_file(
+            &om,
+            &ours,
+            2 * 3_600_000,
+        )?)
+    })?;
+    row(
+        "backfill time (s)",
+        format!("{t_ours:.2}"),
+        format!("{t_theirs:.2}"),
+        format!("{:.2}", t_ours / t_theirs),
+    );
     for what in ["chunks", "all"] {
         let (o, t) = (dir_bytes(&ours, what), dir_bytes(&theirs, what));
         row(
@@ -90,17 +119,31 @@ fn bench_tsdb() -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let (ours_dump, t_ours) = timed(|| {
         let mut out = Vec::new();
-        rt.block_on(tools::dump::dump(&theirs, i64::MIN, i64::MAX, &[], &mut out))?;
+        rt.block_on(tools::dump::dump(
+            &theirs,
+            i64::MIN,
+            i64::MAX,
+            &[],
+            &mut out,
+        ))?;
         Ok(out)
     })?;
     let (theirs_dump, t_theirs) = timed(|| harness::promtool_dump(&theirs, &[]))?;
     if ours_dump != theirs_dump.as_bytes() {
         bail!("dumps differ");
     }
-    row("dump (samples/s)", format!("{:.0}", samples as f64 / t_ours), format!("{:.0}", samples as f64 / t_theirs), format!("{:.2} (speed-up)", t_theirs / t_ours));
+    row(
+        "dump (samples/s)",
+        format!("{:.0}", samples as f64 / t_ours),
+        format!("{:.0}", samples as f64 / t_theirs),
+        format!("{:.2} (speed-up)", t_theirs / t_ours),
+    );
 
     // XOR encode and decode of the demo series.
-    let series: Vec<Vec<(i64, f64)>> = all.iter().map(|s| s.samples(&spec, spec.start, spec.end)).collect();
+    let series: Vec<Vec<(i64, f64)>> = all
+        .iter()
+        .map(|s| s.samples(&spec, spec.start, spec.end))
+        .collect();
     let (chunks, t_enc) = timed(|| {
         let mut chunks = Vec::new();
         for s in &series {
@@ -130,11 +173,25 @@ fn bench_tsdb() -> Result<()> {
         std::hint::black_box(sum);
         Ok(n)
     })?;
-    row("XOR encode (samples/s, 1 core)", format!("{:.0}", samples as f64 / t_enc), "-".into(), "-".into());
-    row("XOR decode (samples/s, 1 core)", format!("{:.0}", n as f64 / t_dec), "-".into(), "-".into());
+    row(
+        "XOR encode (samples/s, 1 core)",
+        format!("{:.0}", samples as f64 / t_enc),
+        "-".into(),
+        "-".into(),
+    );
+    row(
+        "XOR decode (samples/s, 1 core)",
+        format!("{:.0}", n as f64 / t_dec),
+        "-".into(),
+        "-".into(),
+    );
 
     // Postings lookups on one of promtool's blocks.
-    let block_dir = std::fs::read_dir(&theirs)?.flatten().map(|e| e.path()).find(|p| p.join("meta.json").exists()).context("no block")?;
+    let block_dir = std::fs::read_dir(&theirs)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("meta.json").exists())
+        .context("no block")?;
     let block = rt.block_on(Block::open_local(&block_dir))?;
     let ir = block.index();
     let instances = ir.label_values("instance");
@@ -153,7 +210,12 @@ fn bench_tsdb() -> Result<()> {
             Ok::<_, anyhow::Error>(found)
         })
     })?;
-    row("postings lookup, 2 equality matchers (lookups/s)", format!("{:.0}", lookups as f64 / t), "-".into(), "-".into());
+    row(
+        "postings lookup, 2 equality matchers (lookups/s)",
+        format!("{:.0}", lookups as f64 / t),
+        "-".into(),
+        "-".into(),
+    );
     std::hint::black_box(found);
     let (_, t) = timed(|| {
         rt.block_on(async {
@@ -167,7 +229,12 @@ fn bench_tsdb() -> Result<()> {
             Ok::<_, anyhow::Error>(())
         })
     })?;
-    row("postings lookup, 2 regex matchers (lookups/s)", format!("{:.0}", (lookups / 10) as f64 / t), "-".into(), "-".into());
+    row(
+        "postings lookup, 2 regex matchers (lookups/s)",
+        format!("{:.0}", (lookups / 10) as f64 / t),
+        "-".into(),
+        "-".into(),
+    );
     Ok(())
 }
 
@@ -182,8 +249,15 @@ fn bench_writer_1m() -> Result<()> {
     let mut names: Vec<String> = (0..n).map(|i| format!("{i:07}")).collect();
     names.sort();
     for (i, id) in names.iter().enumerate() {
-        let labels = Labels::from_pairs([("__name__", "bench_series"), ("id", id.as_str()), ("shard", ["a", "b", "c", "d"][i % 4])]);
-        w.add_series(&labels, (0..120i64).map(|k| (k * 15_000, (k as f64) * 1.5 + (i % 100) as f64)))?;
+        let labels = Labels::from_pairs([
+            ("__name__", "bench_series"),
+            ("id", id.as_str()),
+            ("shard", ["a", "b", "c", "d"][i % 4]),
+        ]);
+        w.add_series(
+            &labels,
+            (0..120i64).map(|k| (k * 15_000, (k as f64) * 1.5 + (i % 100) as f64)),
+        )?;
     }
     let meta = w.finish(None)?;
     let secs = t.elapsed().as_secs_f64();
@@ -195,7 +269,12 @@ fn bench_writer_1m() -> Result<()> {
         dir_bytes(&dir, "all") >> 20
     );
     // promtool reads it.
-    let out = harness::promtool(&["tsdb", "analyze", tmp.path().to_str().unwrap(), &meta.ulid.to_string()])?;
+    let out = harness::promtool(&[
+        "tsdb",
+        "analyze",
+        tmp.path().to_str().unwrap(),
+        &meta.ulid.to_string(),
+    ])?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !text.contains("Series: 1000000") {
         bail!("promtool analyze disagrees: {text}");
