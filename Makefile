@@ -45,3 +45,8 @@ fuzz:
 clean:
 	$(CARGO) clean
 	rm -rf $(RUN_DIR)
+
+## conformance: Prometheus's PromQL test scripts against the engine (shared/promql).
+.PHONY: conformance
+conformance:
+	$(CARGO) run --release -q -p promql --bin promqltest

@@ -178,8 +178,7 @@ async fn our_blocks_are_read_by_promtool_and_prometheus() {
         let (_, want) = samples
             .iter()
             .copied()
-            .filter(|(t, _)| *t <= at * 1000)
-            .next_back()
+            .rfind(|(t, _)| *t <= at * 1000)
             .unwrap();
         let inst = s.labels.get("instance").unwrap();
         let got = result

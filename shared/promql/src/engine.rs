@@ -1,0 +1,1224 @@
+//! Planning (which data each selector needs), fetching, and step-vectorised evaluation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use model::{is_stale_nan, Label, Labels, MatchType, Matcher, METRIC_NAME};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{
+    self, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
+};
+
+use crate::queryable::{Queryable, SelectHints, Series};
+use crate::value::{QueryResult, RangeSeries, Sample, Value};
+use crate::{Error, Result};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOpts {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold at once.
+    pub max_samples: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// Allow experimental functions (Prometheus's `--enable-feature=promql-experimental-functions`).
+    pub enable_experimental_functions: bool,
+    /// Step of a subquery written without one (`x[5m:]`).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOpts {
+    fn default() -> Self {
+        EngineOpts {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            enable_experimental_functions: true,
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Cancels a running query when [`CancelToken::cancel`] is called.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_canceled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The PromQL engine.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOpts,
+}
+
+/// One series of an instant vector evaluated over all steps.
+#[derive(Debug, Clone)]
+pub(crate) struct VS {
+    pub labels: Labels,
+    /// `__name__` is to be dropped at the end (delayed name removal).
+    pub drop: bool,
+    pub v: Vec<Option<f64>>,
+}
+
+/// One series of a range vector: its points and, per step, the window of them.
+#[derive(Debug, Clone)]
+pub(crate) struct MS {
+    pub labels: Labels,
+    pub drop: bool,
+    pub pts: Vec<(i64, f64)>,
+    pub win: Vec<(usize, usize)>,
+}
+
+/// A range vector over all steps.
+#[derive(Debug, Clone)]
+pub(crate) struct MatrixV {
+    pub series: Vec<MS>,
+    /// Range in milliseconds.
+    pub range: i64,
+    /// Per step, the end of the window (evaluation time after `@` and offset).
+    pub ends: Vec<i64>,
+}
+
+/// An evaluated expression, over all steps.
+#[derive(Debug, Clone)]
+pub(crate) enum V {
+    Scalar(Vec<f64>),
+    Str(String),
+    Vector(Vec<VS>),
+    Matrix(MatrixV),
+}
+
+/// A series' labels, name-drop flag and points.
+type RawSeries = (Labels, bool, Vec<(i64, f64)>);
+
+pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Eval(msg.into()))
+}
+
+fn dur_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => -dur_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The matchers of a selector in the model's form.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        if !vs.matchers.matchers.iter().any(|m| m.name == METRIC_NAME) {
+            out.push(Matcher::equal(METRIC_NAME, name.clone()));
+        }
+    }
+    if !vs.matchers.or_matchers.is_empty() {
+        return err("'or' in label matchers is not supported");
+    }
+    for m in &vs.matchers.matchers {
+        let kind = match m.op {
+            MatchOp::Equal => MatchType::Equal,
+            MatchOp::NotEqual => MatchType::NotEqual,
+            MatchOp::Re(_) => MatchType::Regex,
+            MatchOp::NotRe(_) => MatchType::NotRegex,
+        };
+        out.push(
+            Matcher::new(kind, m.name.clone(), m.value.clone())
+                .map_err(|e| Error::Parse(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+fn addr<T>(r: &T) -> usize {
+    r as *const T as usize
+}
+
+/// One selector's fetch: what and over which range.
+struct Fetch {
+    key: usize,
+    matchers: Vec<Matcher>,
+    hints: SelectHints,
+}
+
+struct Planner {
+    start: i64,
+    end: i64,
+    step: i64,
+    lookback: i64,
+    sub_step: i64,
+    fetches: Vec<Fetch>,
+}
+
+impl Planner {
+    fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.start),
+            Some(AtModifier::End) => Some(self.end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    fn eff_range(
+        &self,
+        at: &Option<AtModifier>,
+        off: &Option<Offset>,
+        mint: i64,
+        maxt: i64,
+    ) -> (i64, i64) {
+        let o = offset_ms(off);
+        match self.at_time(at) {
+            Some(a) => (a - o, a - o),
+            None => (mint - o, maxt - o),
+        }
+    }
+
+    fn plan(
+        &mut self,
+        e: &Expr,
+        mint: i64,
+        maxt: i64,
+        func: Option<&str>,
+        grouping: Option<(&[String], bool)>,
+    ) -> Result<()> {
+        match e {
+            Expr::VectorSelector(vs) => {
+                let (a, b) = self.eff_range(&vs.at, &vs.offset, mint, maxt);
+                self.push(addr(vs), vs, a - self.lookback + 1, b, 0, func, grouping)?;
+            }
+            Expr::MatrixSelector(ms) => {
+                let (a, b) = self.eff_range(&ms.vs.at, &ms.vs.offset, mint, maxt);
+                let r = dur_ms(&ms.range);
+                self.push(addr(&ms.vs), &ms.vs, a - r + 1, b, r, func, grouping)?;
+            }
+            Expr::Subquery(sq) => {
+                let (a, b) = self.eff_range(&sq.at, &sq.offset, mint, maxt);
+                let r = dur_ms(&sq.range);
+                self.plan(&sq.expr, a - r, b, None, None)?;
+            }
+            Expr::Aggregate(ag) => {
+                if let Some(p) = &ag.param {
+                    self.plan(p, mint, maxt, None, None)?;
+                }
+                let g = ag.modifier.as_ref().map(|m| match m {
+                    LabelModifier::Include(l) => (l.labels.as_slice(), true),
+                    LabelModifier::Exclude(l) => (l.labels.as_slice(), false),
+                });
+                self.plan(&ag.expr, mint, maxt, Some(&ag.op.to_string()), g)?;
+            }
+            Expr::Unary(u) => self.plan(&u.expr, mint, maxt, None, None)?,
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, mint, maxt, None, None)?;
+                self.plan(&b.rhs, mint, maxt, None, None)?;
+            }
+            Expr::Paren(p) => self.plan(&p.expr, mint, maxt, func, grouping)?,
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.plan(a, mint, maxt, Some(c.func.name), None)?;
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+            Expr::Extension(_) => {
+                return Err(Error::Parse(
+                    "extension expressions are not supported".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        key: usize,
+        vs: &VectorSelector,
+        start: i64,
+        end: i64,
+        range: i64,
+        func: Option<&str>,
+        grouping: Option<(&[String], bool)>,
+    ) -> Result<()> {
+        let matchers = selector_matchers(vs)?;
+        self.fetches.push(Fetch {
+            key,
+            matchers,
+            hints: SelectHints {
+                start,
+                end,
+                step: self.step,
+                range,
+                func: func.map(str::to_string),
+                grouping: grouping.map(|g| g.0.to_vec()).unwrap_or_default(),
+                by: grouping.map(|g| g.1).unwrap_or(false),
+            },
+        });
+        Ok(())
+    }
+}
+
+pub(crate) struct Evaluator {
+    pub opts: EngineOpts,
+    pub start: i64,
+    pub end: i64,
+    pub lookback: i64,
+    data: HashMap<usize, Vec<Series>>,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+    deadline: Instant,
+    cancel: Option<CancelToken>,
+    ticks: u32,
+}
+
+impl Evaluator {
+    pub fn warn(&mut self, msg: String) {
+        let m = format!("PromQL warning: {msg}");
+        if !self.warnings.contains(&m) {
+            self.warnings.push(m);
+        }
+    }
+
+    pub fn info(&mut self, msg: String) {
+        let m = format!("PromQL info: {msg}");
+        if !self.infos.contains(&m) {
+            self.infos.push(m);
+        }
+    }
+
+    /// Checks the deadline and cancellation; cheap enough to call in loops.
+    pub fn check(&mut self) -> Result<()> {
+        self.ticks = self.ticks.wrapping_add(1);
+        if !self.ticks.is_multiple_of(64) {
+            return Ok(());
+        }
+        if let Some(c) = &self.cancel {
+            if c.is_canceled() {
+                return Err(Error::Canceled);
+            }
+        }
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout);
+        }
+        Ok(())
+    }
+
+    pub fn check_samples(&self, per_step: &[usize]) -> Result<()> {
+        if per_step.iter().any(|&n| n > self.opts.max_samples) {
+            return Err(Error::TooManySamples);
+        }
+        Ok(())
+    }
+
+    fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.start),
+            Some(AtModifier::End) => Some(self.end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    fn eff_times(&self, at: &Option<AtModifier>, off: &Option<Offset>, ts: &[i64]) -> Vec<i64> {
+        let o = offset_ms(off);
+        match self.at_time(at) {
+            Some(a) => vec![a - o; ts.len()],
+            None => ts.iter().map(|t| t - o).collect(),
+        }
+    }
+
+    pub fn eval(&mut self, e: &Expr, ts: &[i64]) -> Result<V> {
+        self.check()?;
+        match e {
+            Expr::NumberLiteral(n) => Ok(V::Scalar(vec![n.val; ts.len()])),
+            Expr::StringLiteral(s) => Ok(V::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::VectorSelector(vs) => Ok(V::Vector(self.eval_vector_selector(vs, ts, false)?)),
+            Expr::MatrixSelector(ms) => Ok(V::Matrix(self.eval_matrix_selector(ms, ts)?)),
+            Expr::Subquery(sq) => Ok(V::Matrix(self.eval_subquery(sq, ts)?)),
+            Expr::Unary(u) => match self.eval(&u.expr, ts)? {
+                V::Scalar(v) => Ok(V::Scalar(v.into_iter().map(|x| -x).collect())),
+                V::Vector(vs) => Ok(V::Vector(
+                    vs.into_iter()
+                        .map(|s| VS {
+                            labels: s.labels,
+                            drop: true,
+                            v: s.v.into_iter().map(|x| x.map(|x| -x)).collect(),
+                        })
+                        .collect(),
+                )),
+                _ => err(
+                    "unary expression only allowed on expressions of type scalar or instant vector",
+                ),
+            },
+            Expr::Binary(b) => self.eval_binary(b, ts),
+            Expr::Aggregate(a) => crate::aggr::eval_aggregate(self, a, ts),
+            Expr::Call(c) => crate::funcs::eval_call(self, c, ts),
+            Expr::Extension(_) => err("extension expressions are not supported"),
+        }
+    }
+
+    /// Evaluates an instant selector; with `want_ts`, the values are the sample
+    /// timestamps in seconds (for `timestamp()`).
+    pub fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        ts: &[i64],
+        want_ts: bool,
+    ) -> Result<Vec<VS>> {
+        let eff = self.eff_times(&vs.at, &vs.offset, ts);
+        let lookback = self.lookback;
+        let data = self.data.get(&addr(vs)).cloned().unwrap_or_default();
+        let mut out = Vec::with_capacity(data.len());
+        let mut per_step = vec![0usize; ts.len()];
+        for s in data.iter() {
+            self.check()?;
+            let f = &s.floats;
+            if f.is_empty() {
+                continue;
+            }
+            let mut v = Vec::with_capacity(ts.len());
+            let mut any = false;
+            for (i, &t) in eff.iter().enumerate() {
+                let idx = f.partition_point(|p| p.0 <= t);
+                let val = if idx == 0 {
+                    None
+                } else {
+                    let (pt, pv) = f[idx - 1];
+                    if pt > t - lookback && !is_stale_nan(pv) {
+                        // A histogram sample newer than this float hides it.
+                        let hidden = s.histograms.iter().any(|h| h.0 > pt && h.0 <= t);
+                        if hidden {
+                            None
+                        } else if want_ts {
+                            Some(pt as f64 / 1000.0)
+                        } else {
+                            Some(pv)
+                        }
+                    } else {
+                        None
+                    }
+                };
+                if val.is_some() {
+                    any = true;
+                    per_step[i] += 1;
+                }
+                v.push(val);
+            }
+            if any {
+                out.push(VS {
+                    labels: s.labels.clone(),
+                    drop: false,
+                    v,
+                });
+            }
+        }
+        self.check_samples(&per_step)?;
+        Ok(out)
+    }
+
+    pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector, ts: &[i64]) -> Result<MatrixV> {
+        let eff = self.eff_times(&ms.vs.at, &ms.vs.offset, ts);
+        let range = dur_ms(&ms.range);
+        let data = self.data.get(&addr(&ms.vs)).cloned().unwrap_or_default();
+        let mut out = Vec::with_capacity(data.len());
+        let mut per_step = vec![0usize; ts.len()];
+        for s in data.iter() {
+            self.check()?;
+            let pts: Vec<(i64, f64)> = s
+                .floats
+                .iter()
+                .filter(|p| !is_stale_nan(p.1))
+                .copied()
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let win = windows(&pts, &eff, range);
+            let mut any = false;
+            for (i, w) in win.iter().enumerate() {
+                if w.1 > w.0 {
+                    any = true;
+                    per_step[i] += w.1 - w.0;
+                }
+            }
+            if any {
+                out.push(MS {
+                    labels: s.labels.clone(),
+                    drop: false,
+                    pts,
+                    win,
+                });
+            }
+        }
+        self.check_samples(&per_step)?;
+        Ok(MatrixV {
+            series: out,
+            range,
+            ends: eff,
+        })
+    }
+
+    pub fn eval_subquery(&mut self, sq: &SubqueryExpr, ts: &[i64]) -> Result<MatrixV> {
+        let eff = self.eff_times(&sq.at, &sq.offset, ts);
+        let range = dur_ms(&sq.range);
+        let step = match &sq.step {
+            Some(s) if !s.is_zero() => dur_ms(s),
+            _ => dur_ms(&self.opts.default_subquery_step),
+        };
+        if step <= 0 {
+            return err("zero or negative subquery step");
+        }
+        let mint = eff.iter().copied().min().unwrap_or(0) - range;
+        let maxt = eff.iter().copied().max().unwrap_or(0);
+        let mut start = step * (mint / step);
+        if start < mint {
+            start += step;
+        }
+        let mut inner_ts = Vec::new();
+        let mut t = start;
+        while t <= maxt {
+            inner_ts.push(t);
+            t += step;
+            if inner_ts.len() > 11_000 * 1000 {
+                return Err(Error::TooManySamples);
+            }
+        }
+        let inner = self.eval(&sq.expr, &inner_ts)?;
+        let series: Vec<RawSeries> = match inner {
+            V::Scalar(v) => vec![(
+                Labels::empty(),
+                false,
+                inner_ts.iter().copied().zip(v).collect(),
+            )],
+            V::Vector(vs) => vs
+                .into_iter()
+                .map(|s| {
+                    let pts = inner_ts
+                        .iter()
+                        .zip(s.v.iter())
+                        .filter_map(|(t, v)| v.map(|v| (*t, v)))
+                        .collect();
+                    (s.labels, s.drop, pts)
+                })
+                .collect(),
+            _ => return err("subquery is only allowed on instant vector or scalar"),
+        };
+        let mut out = Vec::new();
+        let mut per_step = vec![0usize; ts.len()];
+        for (labels, drop, pts) in series {
+            let win = windows(&pts, &eff, range);
+            let mut any = false;
+            for (i, w) in win.iter().enumerate() {
+                if w.1 > w.0 {
+                    any = true;
+                    per_step[i] += w.1 - w.0;
+                }
+            }
+            if any {
+                out.push(MS {
+                    labels,
+                    drop,
+                    pts,
+                    win,
+                });
+            }
+        }
+        self.check_samples(&per_step)?;
+        Ok(MatrixV {
+            series: out,
+            range,
+            ends: eff,
+        })
+    }
+
+    fn eval_binary(&mut self, b: &BinaryExpr, ts: &[i64]) -> Result<V> {
+        let op = b.op.to_string();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs, ts)?;
+        let rhs = self.eval(&b.rhs, ts)?;
+        let is_cmp = is_comparison(&op);
+        match (lhs, rhs) {
+            (V::Scalar(l), V::Scalar(r)) => {
+                let v = l
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(a, b)| {
+                        let (v, keep) = binop(&op, *a, *b);
+                        if is_cmp {
+                            if keep {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                Ok(V::Scalar(v))
+            }
+            (V::Vector(l), V::Scalar(r)) => {
+                Ok(V::Vector(vector_scalar(&op, l, &r, false, return_bool)))
+            }
+            (V::Scalar(l), V::Vector(r)) => {
+                Ok(V::Vector(vector_scalar(&op, r, &l, true, return_bool)))
+            }
+            (V::Vector(l), V::Vector(r)) => {
+                Ok(V::Vector(self.vector_vector(b, &op, l, r, ts.len())?))
+            }
+            _ => err("binary expression must contain only scalar and instant vector types"),
+        }
+    }
+
+    fn vector_vector(
+        &mut self,
+        b: &BinaryExpr,
+        op: &str,
+        lhs: Vec<VS>,
+        rhs: Vec<VS>,
+        n: usize,
+    ) -> Result<Vec<VS>> {
+        let modifier = b.modifier.clone().unwrap_or_default();
+        let (on, names): (bool, Vec<String>) = match &modifier.matching {
+            Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+            None => (false, vec![]),
+        };
+        let sig = |l: &Labels| signature(l, on, &names);
+        let lsig: Vec<Labels> = lhs.iter().map(|s| sig(&s.labels)).collect();
+        let rsig: Vec<Labels> = rhs.iter().map(|s| sig(&s.labels)).collect();
+        match op {
+            "and" | "unless" => {
+                let mut rmap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                for (j, s) in rsig.iter().enumerate() {
+                    rmap.entry(s).or_default().push(j);
+                }
+                let want = op == "and";
+                let mut out = Vec::new();
+                for (i, mut s) in lhs.into_iter().enumerate() {
+                    let group = rmap.get(&lsig[i]);
+                    let mut any = false;
+                    for st in 0..n {
+                        if s.v[st].is_none() {
+                            continue;
+                        }
+                        let present =
+                            group.is_some_and(|g| g.iter().any(|&j| rhs[j].v[st].is_some()));
+                        if present != want {
+                            s.v[st] = None;
+                        } else {
+                            any = true;
+                        }
+                    }
+                    if any {
+                        out.push(s);
+                    }
+                }
+                Ok(out)
+            }
+            "or" => {
+                let mut lmap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                for (i, s) in lsig.iter().enumerate() {
+                    lmap.entry(s).or_default().push(i);
+                }
+                let mut extra = Vec::new();
+                for (j, s) in rhs.iter().enumerate() {
+                    let group = lmap.get(&rsig[j]);
+                    let mut v = s.v.clone();
+                    let mut any = false;
+                    for (st, x) in v.iter_mut().enumerate() {
+                        if x.is_none() {
+                            continue;
+                        }
+                        if group.is_some_and(|g| g.iter().any(|&i| lhs[i].v[st].is_some())) {
+                            *x = None;
+                        } else {
+                            any = true;
+                        }
+                    }
+                    if any {
+                        extra.push(VS {
+                            labels: s.labels.clone(),
+                            drop: s.drop,
+                            v,
+                        });
+                    }
+                }
+                let mut out = lhs;
+                out.extend(extra);
+                Ok(out)
+            }
+            _ => {
+                let return_bool = modifier.return_bool;
+                let is_cmp = is_comparison(op);
+                let drop_op = !is_cmp || return_bool;
+                let (card, include): (u8, Vec<String>) = match &modifier.card {
+                    VectorMatchCardinality::OneToOne => (0, vec![]),
+                    VectorMatchCardinality::ManyToOne(l) => (1, l.labels.clone()),
+                    VectorMatchCardinality::OneToMany(l) => (2, l.labels.clone()),
+                    VectorMatchCardinality::ManyToMany => {
+                        return err("many-to-many only allowed for set operators")
+                    }
+                };
+                // "many" side first.
+                let (many, one, msig, osig) = if card == 2 {
+                    (&rhs, &lhs, &rsig, &lsig)
+                } else {
+                    (&lhs, &rhs, &lsig, &rsig)
+                };
+                let mut omap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                for (j, s) in osig.iter().enumerate() {
+                    omap.entry(s).or_default().push(j);
+                }
+                let mut out: Vec<VS> = Vec::new();
+                let mut out_idx: HashMap<Labels, usize> = HashMap::new();
+                let mut pair_idx: HashMap<(usize, usize), usize> = HashMap::new();
+                for st in 0..n {
+                    self.check()?;
+                    if !lhs.iter().any(|s| s.v[st].is_some())
+                        || !rhs.iter().any(|s| s.v[st].is_some())
+                    {
+                        continue;
+                    }
+                    // Duplicates on the "one" side.
+                    for (sg, group) in omap.iter() {
+                        let present: Vec<usize> = group
+                            .iter()
+                            .copied()
+                            .filter(|&j| one[j].v[st].is_some())
+                            .collect();
+                        if present.len() > 1 {
+                            let side = if card == 2 { "left" } else { "right" };
+                            return err(format!(
+                                "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                                sg, side, one[present[1]].labels, one[present[0]].labels
+                            ));
+                        }
+                    }
+                    let mut matched: std::collections::HashSet<&Labels> =
+                        std::collections::HashSet::new();
+                    for (i, ms) in many.iter().enumerate() {
+                        let Some(mv) = ms.v[st] else { continue };
+                        let Some(group) = omap.get(&msig[i]) else {
+                            continue;
+                        };
+                        let Some(&j) = group.iter().find(|&&j| one[j].v[st].is_some()) else {
+                            continue;
+                        };
+                        if card == 0 && !matched.insert(&msig[i]) {
+                            return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+                        }
+                        let ov = one[j].v[st].unwrap_or_default();
+                        let (lv, rv) = if card == 2 { (ov, mv) } else { (mv, ov) };
+                        let (mut value, mut keep) = binop(op, lv, rv);
+                        if return_bool {
+                            value = if keep { 1.0 } else { 0.0 };
+                            keep = true;
+                        }
+                        if !keep {
+                            continue;
+                        }
+                        let oi = match pair_idx.get(&(i, j)) {
+                            Some(&k) => k,
+                            None => {
+                                let labels = result_metric(
+                                    &ms.labels,
+                                    &one[j].labels,
+                                    card,
+                                    on,
+                                    &names,
+                                    &include,
+                                );
+                                let k = match out_idx.get(&labels) {
+                                    Some(&k) => k,
+                                    None => {
+                                        out.push(VS {
+                                            labels: labels.clone(),
+                                            drop: false,
+                                            v: vec![None; n],
+                                        });
+                                        out_idx.insert(labels, out.len() - 1);
+                                        out.len() - 1
+                                    }
+                                };
+                                pair_idx.insert((i, j), k);
+                                k
+                            }
+                        };
+                        if out[oi].v[st].is_some() {
+                            if card == 0 {
+                                return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+                            }
+                            return err("multiple matches for labels: grouping labels must ensure unique matches");
+                        }
+                        out[oi].v[st] = Some(value);
+                        out[oi].drop |= drop_op || ms.drop;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Per step, the index range of `pts` in the window `(end - range, end]`.
+pub(crate) fn windows(pts: &[(i64, f64)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(ends.len());
+    let sorted = ends.windows(2).all(|w| w[0] <= w[1]);
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for &e in ends {
+        let s = e - range;
+        if sorted {
+            while lo < pts.len() && pts[lo].0 <= s {
+                lo += 1;
+            }
+            if hi < lo {
+                hi = lo;
+            }
+            while hi < pts.len() && pts[hi].0 <= e {
+                hi += 1;
+            }
+            out.push((lo, hi.max(lo)));
+        } else {
+            let a = pts.partition_point(|p| p.0 <= s);
+            let b = pts.partition_point(|p| p.0 <= e);
+            out.push((a, b.max(a)));
+        }
+    }
+    out
+}
+
+pub(crate) fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Applies a binary operator; for comparisons, returns the left value and whether
+/// the comparison holds.
+pub(crate) fn binop(op: &str, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+fn vector_scalar(op: &str, vs: Vec<VS>, sc: &[f64], swap: bool, return_bool: bool) -> Vec<VS> {
+    let is_cmp = is_comparison(op);
+    let mut out = Vec::with_capacity(vs.len());
+    for mut s in vs {
+        let mut any = false;
+        for (st, x) in s.v.iter_mut().enumerate() {
+            let Some(v) = *x else { continue };
+            let (l, r) = if swap { (sc[st], v) } else { (v, sc[st]) };
+            let (mut value, mut keep) = binop(op, l, r);
+            if is_cmp && swap {
+                value = r;
+            }
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+                keep = true;
+            }
+            if keep {
+                *x = Some(value);
+                any = true;
+            } else {
+                *x = None;
+            }
+        }
+        if !is_cmp || return_bool {
+            s.drop = true;
+        }
+        if any {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The labels a vector-matching operation matches on.
+pub(crate) fn signature(l: &Labels, on: bool, names: &[String]) -> Labels {
+    if on {
+        Labels::from_sorted(
+            l.iter()
+                .filter(|x| names.contains(&x.name))
+                .cloned()
+                .collect(),
+        )
+    } else {
+        Labels::from_sorted(
+            l.iter()
+                .filter(|x| x.name != METRIC_NAME && !names.contains(&x.name))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn result_metric(
+    many: &Labels,
+    one: &Labels,
+    card: u8,
+    on: bool,
+    names: &[String],
+    include: &[String],
+) -> Labels {
+    let mut v: Vec<Label> = many.iter().cloned().collect();
+    if card == 0 {
+        if on {
+            v.retain(|l| names.contains(&l.name));
+        } else {
+            v.retain(|l| !names.contains(&l.name));
+        }
+    }
+    let mut out = Labels::from_sorted(v);
+    for ln in include {
+        out = out.with(ln, one.get(ln).unwrap_or(""));
+    }
+    out
+}
+
+impl Engine {
+    pub fn new(opts: EngineOpts) -> Self {
+        Engine { opts }
+    }
+
+    pub fn opts(&self) -> &EngineOpts {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `time` (milliseconds).
+    pub async fn instant_query(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        time: i64,
+    ) -> Result<QueryResult> {
+        self.run(q, query, time, time, 0, None).await
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (milliseconds).
+    pub async fn range_query(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult> {
+        if step <= 0 {
+            return Err(Error::Eval(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(Error::Eval(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        self.run(q, query, start, end, step, None).await
+    }
+
+    /// Like [`Engine::range_query`] (`step` 0 for an instant query) with a cancellation token.
+    pub async fn query_with_cancel(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        cancel: CancelToken,
+    ) -> Result<QueryResult> {
+        self.run(q, query, start, end, step, Some(cancel)).await
+    }
+
+    async fn run(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        cancel: Option<CancelToken>,
+    ) -> Result<QueryResult> {
+        let began = Instant::now();
+        let expr = parser::parse(query).map_err(Error::Parse)?;
+        check_functions(&expr, self.opts.enable_experimental_functions)?;
+        let is_range = step > 0;
+        if is_range {
+            let t = expr.value_type();
+            if t != parser::value::ValueType::Scalar && t != parser::value::ValueType::Vector {
+                return Err(Error::Eval(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_name(t)
+                )));
+            }
+        }
+        let mut ts = Vec::new();
+        if is_range {
+            let mut t = start;
+            while t <= end {
+                ts.push(t);
+                t += step;
+            }
+            if ts.len() > 11_000 {
+                return Err(Error::Eval(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+                ));
+            }
+        } else {
+            ts.push(start);
+        }
+        let mut planner = Planner {
+            start,
+            end,
+            step,
+            lookback: dur_ms(&self.opts.lookback_delta),
+            sub_step: dur_ms(&self.opts.default_subquery_step),
+            fetches: Vec::new(),
+        };
+        let _ = planner.sub_step;
+        planner.plan(&expr, start, end, None, None)?;
+        let deadline = began + self.opts.timeout;
+        let futs = planner
+            .fetches
+            .iter()
+            .map(|f| q.select(&f.matchers, &f.hints));
+        let fetched = tokio::select! {
+            r = futures::future::try_join_all(futs) => r?,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => return Err(Error::Timeout),
+        };
+        let mut data = HashMap::new();
+        for (f, series) in planner.fetches.iter().zip(fetched) {
+            data.insert(f.key, series);
+        }
+        let mut ev = Evaluator {
+            opts: self.opts.clone(),
+            start,
+            end,
+            lookback: dur_ms(&self.opts.lookback_delta),
+            data,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+            deadline,
+            cancel,
+            ticks: 63,
+        };
+        let v = ev.eval(&expr, &ts)?;
+        if is_range && is_sort_call(&expr) {
+            ev.warn(
+                "sort is ineffective for range queries since results are always ordered by labels"
+                    .into(),
+            );
+        }
+        let value = finish(v, &ts, is_range)?;
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
+    }
+}
+
+fn type_name(t: parser::value::ValueType) -> &'static str {
+    match t {
+        parser::value::ValueType::Scalar => "scalar",
+        parser::value::ValueType::String => "string",
+        parser::value::ValueType::Vector => "instant vector",
+        parser::value::ValueType::Matrix => "range vector",
+    }
+}
+
+fn is_sort_call(e: &Expr) -> bool {
+    let mut found = false;
+    walk(e, &mut |x| {
+        if let Expr::Call(c) = x {
+            found |= matches!(
+                c.func.name,
+                "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+            );
+        }
+    });
+    found
+}
+
+fn check_functions(e: &Expr, experimental: bool) -> Result<()> {
+    let mut res = Ok(());
+    walk(e, &mut |x| {
+        if let Expr::Call(c) = x {
+            if c.func.experimental && !experimental && res.is_ok() {
+                res = Err(Error::Parse(format!(
+                    "function \"{}\" is not enabled",
+                    c.func.name
+                )));
+            }
+        }
+    });
+    res
+}
+
+pub(crate) fn walk(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(e);
+    match e {
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                walk(p, f);
+            }
+            walk(&a.expr, f);
+        }
+        Expr::Unary(u) => walk(&u.expr, f),
+        Expr::Binary(b) => {
+            walk(&b.lhs, f);
+            walk(&b.rhs, f);
+        }
+        Expr::Paren(p) => walk(&p.expr, f),
+        Expr::Subquery(s) => walk(&s.expr, f),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                walk(a, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn drop_name(l: &Labels) -> Labels {
+    l.without(&[METRIC_NAME])
+}
+
+/// Turns the evaluated value into the query result: removes names marked for
+/// removal and rejects series that then collide.
+fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
+    let dup = || Error::Eval("vector cannot contain metrics with the same labelset".into());
+    if !is_range {
+        let t = ts[0];
+        return Ok(match v {
+            V::Scalar(s) => Value::Scalar { t, v: s[0] },
+            V::Str(s) => Value::String { t, v: s },
+            V::Vector(vs) => {
+                let mut out = Vec::with_capacity(vs.len());
+                let mut seen = std::collections::HashSet::new();
+                for s in vs {
+                    if let Some(v) = s.v[0] {
+                        let labels = if s.drop {
+                            drop_name(&s.labels)
+                        } else {
+                            s.labels
+                        };
+                        if !seen.insert(labels.clone()) {
+                            return Err(dup());
+                        }
+                        out.push(Sample { labels, t, v });
+                    }
+                }
+                Value::Vector(out)
+            }
+            V::Matrix(m) => {
+                let mut out: Vec<RangeSeries> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for s in m.series {
+                    let (a, b) = s.win[0];
+                    if b <= a {
+                        continue;
+                    }
+                    let labels = if s.drop {
+                        drop_name(&s.labels)
+                    } else {
+                        s.labels
+                    };
+                    if !seen.insert(labels.clone()) {
+                        return Err(dup());
+                    }
+                    out.push(RangeSeries {
+                        labels,
+                        floats: s.pts[a..b].to_vec(),
+                    });
+                }
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(out)
+            }
+        });
+    }
+    let mut out: Vec<RangeSeries> = Vec::new();
+    match v {
+        V::Scalar(s) => out.push(RangeSeries {
+            labels: Labels::empty(),
+            floats: ts.iter().copied().zip(s).collect(),
+        }),
+        V::Vector(vs) => {
+            let mut idx: HashMap<Labels, usize> = HashMap::new();
+            for s in vs {
+                let labels = if s.drop {
+                    drop_name(&s.labels)
+                } else {
+                    s.labels
+                };
+                let pts: Vec<(i64, f64)> = ts
+                    .iter()
+                    .zip(s.v.iter())
+                    .filter_map(|(t, v)| v.map(|v| (*t, v)))
+                    .collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                match idx.get(&labels) {
+                    Some(&i) => {
+                        let ex = &mut out[i].floats;
+                        for p in pts {
+                            match ex.binary_search_by_key(&p.0, |x| x.0) {
+                                Ok(_) => return Err(dup()),
+                                Err(k) => ex.insert(k, p),
+                            }
+                        }
+                    }
+                    None => {
+                        idx.insert(labels.clone(), out.len());
+                        out.push(RangeSeries {
+                            labels,
+                            floats: pts,
+                        });
+                    }
+                }
+            }
+        }
+        _ => {
+            return err("invalid expression type for range query, must be Scalar or instant Vector")
+        }
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Value::Matrix(out))
+}

@@ -1,0 +1,995 @@
+//! A runner for Prometheus's PromQL test scripts (`promql/promqltest/testdata/*.test`).
+//!
+//! Supports `load` (with the expanding value notation, `_`, `stale`, and native
+//! histogram literals, which are recognised but not loaded), `clear`, `eval instant`,
+//! `eval range`, the `expect` lines and the deprecated `eval_fail`/`eval_warn`/
+//! `eval_info`/`eval_ordered` forms. Which evals to skip, and which files must pass,
+//! live in `conformance.yaml` beside this crate's manifest.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use model::Labels;
+use serde::Deserialize;
+
+use crate::{Engine, EngineOpts, MemQueryable, QueryResult, Value};
+
+/// Prometheus's `almost.Equal`.
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    let min_normal = f64::from_bits(0x0010_0000_0000_0000);
+    if model::is_stale_nan(a) || model::is_stale_nan(b) {
+        return model::is_stale_nan(a) && model::is_stale_nan(b);
+    }
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < min_normal {
+        return diff < epsilon * min_normal;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+const EPSILON: f64 = 0.000001;
+
+/// One value of a series description.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SeqVal {
+    Omitted,
+    Float(f64),
+    Stale,
+    Histogram,
+}
+
+#[derive(Debug, Clone)]
+struct Expect {
+    msg: Option<String>,
+    re: Option<regex::Regex>,
+}
+
+impl Expect {
+    fn matches(&self, s: &str) -> bool {
+        match (&self.msg, &self.re) {
+            (Some(m), _) => m == s,
+            (_, Some(r)) => r.is_match(s),
+            _ => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct EvalCmd {
+    line: usize,
+    expr: String,
+    range: Option<(i64, i64, i64)>,
+    at: i64,
+    fail: Option<Expect>,
+    warn: Vec<Expect>,
+    info: Vec<Expect>,
+    legacy_warn: bool,
+    legacy_info: bool,
+    no_warn: bool,
+    no_info: bool,
+    ordered: bool,
+    scalar: Option<f64>,
+    metrics: Vec<(Labels, Vec<SeqVal>)>,
+    expect_string: Option<String>,
+    range_vector: Option<(i64, i64, i64)>,
+    uses_histograms: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Load {
+        series: Vec<(Labels, Vec<SeqVal>)>,
+        step: i64,
+        nhcb: bool,
+    },
+    Clear,
+    Eval(Box<EvalCmd>),
+}
+
+/// Parses a Prometheus duration (`1h30m`, `5m`, `10s`, `0`) or plain seconds into ms.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    if let Ok(v) = s.parse::<f64>() {
+        return Some((v * 1000.0).round() as i64);
+    }
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    if b.is_empty() {
+        return None;
+    }
+    while i < b.len() {
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let n: i64 = s[st..i].parse().ok()?;
+        let us = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let mult = match &s[us..i] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        total += n * mult;
+    }
+    Some(if neg { -total } else { total })
+}
+
+fn unquote(s: &str) -> Option<(String, usize)> {
+    let q = s.chars().next()?;
+    if q != '"' && q != '\'' && q != '`' {
+        return None;
+    }
+    let mut out = String::new();
+    let mut it = s.char_indices().skip(1);
+    while let Some((i, c)) = it.next() {
+        if c == q {
+            return Some((out, i + 1));
+        }
+        if c == '\\' && q != '`' {
+            let (_, e) = it.next()?;
+            match e {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                'a' => out.push('\u{7}'),
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'v' => out.push('\u{b}'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'x' | 'u' | 'U' => {
+                    let n = match e {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    let mut h = String::new();
+                    for _ in 0..n {
+                        h.push(it.next()?.1);
+                    }
+                    let v = u32::from_str_radix(&h, 16).ok()?;
+                    if e == 'x' && v >= 0x80 {
+                        out.push('\u{fffd}');
+                    } else {
+                        out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    }
+                }
+                c => {
+                    out.push('\\');
+                    out.push(c);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+/// Parses `name{a="b", ...}`, returning the labels and the rest of the line.
+fn parse_metric(s: &str) -> Option<(Labels, &str)> {
+    let s = s.trim_start();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+        i += 1;
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if i > 0 {
+        pairs.push((model::METRIC_NAME.to_string(), s[..i].to_string()));
+    }
+    if i < b.len() && b[i] == b'{' {
+        i += 1;
+        loop {
+            while i < b.len() && (b[i] == b' ' || b[i] == b',' || b[i] == b'\t') {
+                i += 1;
+            }
+            if i >= b.len() {
+                return None;
+            }
+            if b[i] == b'}' {
+                i += 1;
+                break;
+            }
+            let name;
+            if b[i] == b'"' || b[i] == b'\'' {
+                let (n, len) = unquote(&s[i..])?;
+                i += len;
+                name = n;
+                while i < b.len() && b[i] == b' ' {
+                    i += 1;
+                }
+                if i < b.len() && (b[i] == b',' || b[i] == b'}') {
+                    pairs.push((model::METRIC_NAME.to_string(), name));
+                    continue;
+                }
+            } else {
+                let st = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                name = s[st..i].to_string();
+            }
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            if i >= b.len() || b[i] != b'=' {
+                return None;
+            }
+            i += 1;
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            let (v, len) = unquote(&s[i..])?;
+            i += len;
+            pairs.push((name, v));
+        }
+    } else if i == 0 {
+        return None;
+    }
+    Some((Labels::from_pairs(pairs), &s[i..]))
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    let l = s.to_ascii_lowercase();
+    if l.contains('x') {
+        return None;
+    }
+    crate::funcs::parse_go_float(s)
+}
+
+/// Splits a value list into tokens, keeping `{{...}}` histogram literals whole.
+fn tokens(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    let cs: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c == '{' {
+            depth += 1;
+        } else if c == '}' {
+            depth -= 1;
+        }
+        if c.is_whitespace() && depth == 0 {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+        i += 1;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn parse_values(s: &str) -> Option<Vec<SeqVal>> {
+    let mut out = Vec::new();
+    for t in tokens(s) {
+        if t.starts_with("{{") {
+            // Histogram literal, possibly with an expansion: count the values only.
+            let n = match t.rfind("}}") {
+                Some(p) if p + 2 < t.len() => {
+                    let rest = &t[p + 2..];
+                    rest.strip_prefix('x')?.parse::<usize>().ok()? + 1
+                }
+                _ => 1,
+            };
+            out.extend(std::iter::repeat_n(SeqVal::Histogram, n));
+            continue;
+        }
+        if t == "_" {
+            out.push(SeqVal::Omitted);
+            continue;
+        }
+        if let Some(n) = t.strip_prefix("_x") {
+            out.extend(std::iter::repeat_n(SeqVal::Omitted, n.parse().ok()?));
+            continue;
+        }
+        if t == "stale" {
+            out.push(SeqVal::Stale);
+            continue;
+        }
+        if let Some(v) = parse_number(&t) {
+            out.push(SeqVal::Float(v));
+            continue;
+        }
+        // a+bxN, a-bxN, axN
+        let xp = t.rfind('x')?;
+        let times: usize = t[xp + 1..].parse().ok()?;
+        let head = &t[..xp];
+        let hb = head.as_bytes();
+        let mut split = None;
+        for k in (1..hb.len()).rev() {
+            if (hb[k] == b'+' || hb[k] == b'-') && hb[k - 1] != b'e' && hb[k - 1] != b'E' {
+                split = Some(k);
+                break;
+            }
+        }
+        let (a, d) = match split {
+            Some(k) => {
+                let a = parse_number(&head[..k])?;
+                let d = parse_number(&head[k + 1..])?;
+                (a, if hb[k] == b'-' { -d } else { d })
+            }
+            None => (parse_number(head)?, 0.0),
+        };
+        let mut v = a;
+        for _ in 0..=times {
+            out.push(SeqVal::Float(v));
+            v += d;
+        }
+    }
+    Some(out)
+}
+
+fn parse_expect(line: &str, cmd: &mut EvalCmd) -> Result<(), String> {
+    let rest = line["expect".len()..].trim();
+    let (kind, tail) = match rest.split_once(char::is_whitespace) {
+        Some((k, t)) => (k, t.trim()),
+        None => (rest, ""),
+    };
+    let exp = if tail.is_empty() {
+        Expect {
+            msg: None,
+            re: None,
+        }
+    } else if let Some(m) = tail.strip_prefix("msg:") {
+        Expect {
+            msg: Some(m.trim().to_string()),
+            re: None,
+        }
+    } else if let Some(r) = tail.strip_prefix("regex:") {
+        let r = r.trim().trim_matches('"');
+        Expect {
+            msg: None,
+            re: Some(regex::Regex::new(r).map_err(|e| e.to_string())?),
+        }
+    } else {
+        return Err(format!("invalid expect line: {line}"));
+    };
+    match kind {
+        "fail" => {
+            let mut e = exp;
+            if let Some(m) = &e.msg {
+                e.msg = Some(m.trim_matches('"').to_string());
+            }
+            cmd.fail = Some(e)
+        }
+        "warn" => cmd.warn.push(exp),
+        "info" => cmd.info.push(exp),
+        "no_warn" => cmd.no_warn = true,
+        "no_info" => cmd.no_info = true,
+        "ordered" => cmd.ordered = true,
+        _ => return Err(format!("invalid expect line: {line}")),
+    }
+    Ok(())
+}
+
+fn parse_file(src: &str) -> Result<Vec<Cmd>, String> {
+    let lines: Vec<String> = src
+        .lines()
+        .map(|l| {
+            let t = l.trim();
+            if t.starts_with('#') {
+                String::new()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect();
+    let mut cmds = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = &lines[i];
+        if l.is_empty() {
+            i += 1;
+            continue;
+        }
+        let word = l.split_whitespace().next().unwrap_or("").to_lowercase();
+        if word == "clear" {
+            cmds.push(Cmd::Clear);
+            i += 1;
+        } else if word.starts_with("load") {
+            let nhcb = word == "load_with_nhcb";
+            let step = parse_duration(l.split_whitespace().nth(1).unwrap_or(""))
+                .ok_or_else(|| format!("line {}: bad load step", i + 1))?;
+            let mut series = Vec::new();
+            i += 1;
+            while i < lines.len() && !lines[i].is_empty() {
+                let (m, rest) =
+                    parse_metric(&lines[i]).ok_or_else(|| format!("line {}: bad series", i + 1))?;
+                let vals =
+                    parse_values(rest).ok_or_else(|| format!("line {}: bad values", i + 1))?;
+                series.push((m, vals));
+                i += 1;
+            }
+            cmds.push(Cmd::Load { series, step, nhcb });
+        } else if word.starts_with("eval") {
+            let line_no = i + 1;
+            let mut cmd = EvalCmd {
+                line: line_no,
+                ..Default::default()
+            };
+            let modifier = word.strip_prefix("eval_").unwrap_or("");
+            let rest = l[word.len()..].trim();
+            if let Some(r) = rest.strip_prefix("instant") {
+                let r = r.trim();
+                let r = r
+                    .strip_prefix("at")
+                    .ok_or_else(|| format!("line {line_no}: bad eval"))?
+                    .trim();
+                let (t, expr) = r
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| format!("line {line_no}: bad eval"))?;
+                cmd.at = parse_duration(t).ok_or_else(|| format!("line {line_no}: bad time"))?;
+                cmd.expr = expr.trim().to_string();
+            } else if let Some(r) = rest.strip_prefix("range") {
+                let toks: Vec<&str> = r.split_whitespace().collect();
+                if toks.len() < 7 || toks[0] != "from" || toks[2] != "to" || toks[4] != "step" {
+                    return Err(format!("line {line_no}: bad range eval"));
+                }
+                let bad = || format!("line {line_no}: bad duration");
+                let s = parse_duration(toks[1]).ok_or_else(bad)?;
+                let e = parse_duration(toks[3]).ok_or_else(bad)?;
+                let st = parse_duration(toks[5]).ok_or_else(bad)?;
+                cmd.range = Some((s, e, st));
+                let sp = r
+                    .find(" step ")
+                    .ok_or_else(|| format!("line {line_no}: bad range eval"))?
+                    + 6;
+                let after = r[sp..].trim_start();
+                let after_step = after
+                    .split_once(char::is_whitespace)
+                    .map(|x| x.1)
+                    .unwrap_or("");
+                cmd.expr = after_step.trim().to_string();
+            } else {
+                return Err(format!("line {line_no}: bad eval"));
+            }
+            match modifier {
+                "fail" => {
+                    cmd.fail = Some(Expect {
+                        msg: None,
+                        re: None,
+                    })
+                }
+                "warn" => cmd.legacy_warn = true,
+                "info" => cmd.legacy_info = true,
+                "ordered" => cmd.ordered = true,
+                _ => {}
+            }
+            i += 1;
+            while i < lines.len() && !lines[i].is_empty() {
+                let dl = lines[i].clone();
+                i += 1;
+                if let Some(m) = dl.strip_prefix("expected_fail_message") {
+                    cmd.fail = Some(Expect {
+                        msg: Some(m.trim().to_string()),
+                        re: None,
+                    });
+                    continue;
+                }
+                if let Some(m) = dl.strip_prefix("expected_fail_regexp") {
+                    cmd.fail = Some(Expect {
+                        msg: None,
+                        re: regex::Regex::new(m.trim()).ok(),
+                    });
+                    continue;
+                }
+                if let Some(r) = dl.strip_prefix("expect range vector") {
+                    let toks: Vec<&str> = r.split_whitespace().collect();
+                    if toks.len() == 6 {
+                        let s = parse_duration(toks[1]).unwrap_or(0);
+                        let e = parse_duration(toks[3]).unwrap_or(0);
+                        let st = parse_duration(toks[5]).unwrap_or(1);
+                        cmd.range_vector = Some((s, e, st));
+                        cmd.at = e;
+                    }
+                    continue;
+                }
+                if let Some(r) = dl.strip_prefix("expect string") {
+                    let r = r.trim();
+                    cmd.expect_string = unquote(r).map(|x| x.0);
+                    continue;
+                }
+                if dl.split(' ').next() == Some("expect") {
+                    parse_expect(&dl, &mut cmd).map_err(|e| format!("line {}: {e}", i))?;
+                    continue;
+                }
+                if let Some(v) = parse_number(&dl) {
+                    cmd.scalar = Some(v);
+                    continue;
+                }
+                let (m, rest) =
+                    parse_metric(&dl).ok_or_else(|| format!("line {i}: bad expected series"))?;
+                let vals =
+                    parse_values(rest).ok_or_else(|| format!("line {i}: bad expected values"))?;
+                if vals.contains(&SeqVal::Histogram) {
+                    cmd.uses_histograms = true;
+                }
+                cmd.metrics.push((m, vals));
+            }
+            cmds.push(Cmd::Eval(Box::new(cmd)));
+        } else {
+            return Err(format!("line {}: invalid command {l:?}", i + 1));
+        }
+    }
+    Ok(cmds)
+}
+
+/// The conformance configuration: required files and listed skips.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Config {
+    /// Files (without `.test`) that must pass entirely (minus skips).
+    #[serde(default)]
+    pub required: Vec<String>,
+    #[serde(default)]
+    pub skips: Vec<Skip>,
+}
+
+/// One skipped eval: by file and eval line, with the reason.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Skip {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl Config {
+    /// The configuration shipped with this crate (`conformance.yaml`).
+    pub fn builtin() -> Config {
+        serde_yaml_ng::from_str(include_str!("../conformance.yaml")).unwrap_or_default()
+    }
+}
+
+/// Outcome of one file.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    pub name: String,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// (eval line, message) of each failure.
+    pub failures: Vec<(usize, String)>,
+    /// Failing evals whose data or expectation involves native histograms.
+    pub histogram_failures: Vec<usize>,
+}
+
+/// The default test data directory: `../shared/promqltest/testdata` from the repo root.
+pub fn default_dir() -> std::path::PathBuf {
+    if let Ok(d) = std::env::var("PROMQLTEST_DIR") {
+        return d.into();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/promqltest/testdata")
+}
+
+/// Runs every `.test` file in `dir`.
+pub fn run_dir(dir: &Path, cfg: &Config) -> std::io::Result<Vec<FileReport>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let src = std::fs::read_to_string(&f)?;
+        out.push(run_file(&name, &src, cfg));
+    }
+    Ok(out)
+}
+
+/// Runs one test script.
+pub fn run_file(name: &str, src: &str, cfg: &Config) -> FileReport {
+    let mut rep = FileReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let cmds = match parse_file(src) {
+        Ok(c) => c,
+        Err(e) => {
+            rep.failed = 1;
+            rep.failures.push((0, format!("parse error: {e}")));
+            return rep;
+        }
+    };
+    let skips: HashMap<usize, &str> = cfg
+        .skips
+        .iter()
+        .filter(|s| s.file == name)
+        .map(|s| (s.line, s.reason.as_str()))
+        .collect();
+    let engine = Engine::new(EngineOpts {
+        lookback_delta: Duration::from_secs(300),
+        max_samples: 10_000,
+        timeout: Duration::from_secs(100),
+        enable_experimental_functions: true,
+        default_subquery_step: Duration::from_secs(60),
+    });
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            rep.failed = 1;
+            rep.failures.push((0, e.to_string()));
+            return rep;
+        }
+    };
+    let mut store = MemQueryable::new();
+    let mut has_hist = false;
+    for cmd in cmds {
+        match cmd {
+            Cmd::Clear => {
+                store.clear();
+                has_hist = false;
+            }
+            Cmd::Load { series, step, nhcb } => {
+                if nhcb {
+                    has_hist = true;
+                }
+                for (labels, vals) in series {
+                    let mut floats = Vec::new();
+                    for (i, v) in vals.iter().enumerate() {
+                        let t = i as i64 * step;
+                        match v {
+                            SeqVal::Float(f) => floats.push((t, *f)),
+                            SeqVal::Stale => {
+                                floats.push((t, f64::from_bits(model::STALE_NAN_BITS)))
+                            }
+                            SeqVal::Histogram => has_hist = true,
+                            SeqVal::Omitted => {}
+                        }
+                    }
+                    store.add(labels, &floats, &[]);
+                }
+            }
+            Cmd::Eval(ev) => {
+                if skips.contains_key(&ev.line) {
+                    rep.skipped += 1;
+                    continue;
+                }
+                let r = rt.block_on(run_eval(&engine, &store, &ev));
+                match r {
+                    Ok(()) => rep.passed += 1,
+                    Err(e) => {
+                        rep.failed += 1;
+                        if has_hist || ev.uses_histograms {
+                            rep.histogram_failures.push(ev.line);
+                        }
+                        rep.failures.push((ev.line, format!("{}: {e}", ev.expr)));
+                    }
+                }
+            }
+        }
+    }
+    rep
+}
+
+fn check_annotations(ev: &EvalCmd, res: &QueryResult) -> Result<(), String> {
+    if ev.legacy_warn && res.warnings.is_empty() {
+        return Err("expected warnings but got none".into());
+    }
+    if ev.legacy_info && res.infos.is_empty() {
+        return Err("expected info annotations but got none".into());
+    }
+    for (kind, exp, got) in [
+        ("warn", &ev.warn, &res.warnings),
+        ("info", &ev.info, &res.infos),
+    ] {
+        if exp.is_empty() {
+            continue;
+        }
+        if got.is_empty() {
+            return Err(format!("expected {kind} annotations but none were found"));
+        }
+        for e in exp.iter() {
+            if !got.iter().any(|g| e.matches(g)) {
+                return Err(format!(
+                    "expected {kind} annotation {:?}/{:?} not found in {got:?}",
+                    e.msg, e.re
+                ));
+            }
+        }
+        for g in got.iter() {
+            if !exp.iter().any(|e| e.matches(g)) {
+                return Err(format!("unexpected {kind} annotation {g:?}"));
+            }
+        }
+    }
+    if ev.no_warn && !res.warnings.is_empty() {
+        return Err(format!("unexpected warnings {:?}", res.warnings));
+    }
+    if ev.no_info && !res.infos.is_empty() {
+        return Err(format!("unexpected infos {:?}", res.infos));
+    }
+    Ok(())
+}
+
+fn check_fail(ev: &EvalCmd, e: &crate::Error) -> Result<(), String> {
+    let exp = ev
+        .fail
+        .as_ref()
+        .ok_or_else(|| format!("unexpected error: {e}"))?;
+    if exp.matches(&e.to_string()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected error {:?}/{:?}, got {e}",
+            exp.msg, exp.re
+        ))
+    }
+}
+
+fn compare_matrix(
+    ev: &EvalCmd,
+    got: &[crate::RangeSeries],
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<(), String> {
+    if ev.ordered {
+        return Err("expected ordered result, but query returned a matrix".into());
+    }
+    if ev.scalar.is_some() {
+        return Err("expected scalar result, but got matrix".into());
+    }
+    for w in got.windows(2) {
+        if w[0].labels > w[1].labels {
+            return Err("matrix results should always be sorted by labels".into());
+        }
+    }
+    let expected: HashMap<&Labels, &Vec<SeqVal>> = ev.metrics.iter().map(|(l, v)| (l, v)).collect();
+    for s in got {
+        let Some(exp) = expected.get(&s.labels) else {
+            return Err(format!(
+                "unexpected metric {} in result, has {:?}",
+                s.labels, s.floats
+            ));
+        };
+        let mut want = Vec::new();
+        for (i, v) in exp.iter().enumerate() {
+            let t = start + i as i64 * step;
+            if t > end {
+                return Err(format!("expected {} points for {}, but query time range cannot return this many points", exp.len(), s.labels));
+            }
+            match v {
+                SeqVal::Float(f) => want.push((t, *f)),
+                SeqVal::Stale => want.push((t, f64::from_bits(model::STALE_NAN_BITS))),
+                SeqVal::Histogram => return Err("expected histogram".into()),
+                SeqVal::Omitted => {}
+            }
+        }
+        if want.len() != s.floats.len() {
+            return Err(format!(
+                "expected {} float points for {}, got {:?}",
+                want.len(),
+                s.labels,
+                s.floats
+            ));
+        }
+        for (w, g) in want.iter().zip(s.floats.iter()) {
+            if w.0 != g.0 || !almost_equal(w.1, g.1, EPSILON) {
+                return Err(format!(
+                    "expected {:?} for {}, got {:?}",
+                    want, s.labels, s.floats
+                ));
+            }
+        }
+    }
+    if got.len() != expected.len() {
+        for l in expected.keys() {
+            if !got.iter().any(|s| &&s.labels == l) {
+                return Err(format!("expected metric {l} not found"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compare_vector(ev: &EvalCmd, got: &[crate::Sample]) -> Result<(), String> {
+    if ev.scalar.is_some() {
+        return Err("expected scalar result, but got vector".into());
+    }
+    let pos: HashMap<&Labels, (usize, &Vec<SeqVal>)> = ev
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, (l, v))| (l, (i, v)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in got.iter().enumerate() {
+        let Some((p, exp)) = pos.get(&s.labels) else {
+            return Err(format!(
+                "unexpected metric {} in result, has value {}",
+                s.labels, s.v
+            ));
+        };
+        if ev.ordered && *p != i {
+            return Err(format!(
+                "expected metric {} at position {} but was at {}",
+                s.labels,
+                p + 1,
+                i + 1
+            ));
+        }
+        match exp.first() {
+            Some(SeqVal::Float(f)) => {
+                if !almost_equal(*f, s.v, EPSILON) {
+                    return Err(format!("expected {f} for {} but got {}", s.labels, s.v));
+                }
+            }
+            Some(SeqVal::Stale) => {
+                if !model::is_stale_nan(s.v) {
+                    return Err("expected stale".into());
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "expected histogram/none for {} but got float {}",
+                    s.labels, s.v
+                ))
+            }
+        }
+        seen.insert(&s.labels);
+    }
+    for (l, _) in &ev.metrics {
+        if !seen.contains(l) {
+            return Err(format!("expected metric {l} not found"));
+        }
+    }
+    Ok(())
+}
+
+fn compare(ev: &EvalCmd, v: &Value) -> Result<(), String> {
+    match v {
+        Value::Matrix(m) => {
+            let (s, e, st) = match (ev.range, ev.range_vector) {
+                (Some(r), _) => r,
+                (None, Some(r)) => r,
+                _ => return Err(format!("unexpected matrix result {m:?}")),
+            };
+            compare_matrix(ev, m, s, e, st)
+        }
+        Value::Vector(vs) => compare_vector(ev, vs),
+        Value::Scalar { v, .. } => match ev.scalar {
+            Some(want) if almost_equal(want, *v, EPSILON) => Ok(()),
+            Some(want) => Err(format!("expected scalar {want} but got {v}")),
+            None => Err(format!(
+                "expected vector or matrix result, but got scalar {v}"
+            )),
+        },
+        Value::String { v, .. } => match &ev.expect_string {
+            Some(s) if s == v => Ok(()),
+            _ => Err(format!("unexpected string {v:?}")),
+        },
+    }
+}
+
+async fn run_eval(engine: &Engine, store: &MemQueryable, ev: &EvalCmd) -> Result<(), String> {
+    if let Some((s, e, st)) = ev.range {
+        let res = engine.range_query(store, &ev.expr, s, e, st).await;
+        return match res {
+            Err(e) => check_fail(ev, &e),
+            Ok(_) if ev.fail.is_some() => Err("expected error but got none".into()),
+            Ok(r) => {
+                check_annotations(ev, &r)?;
+                compare(ev, &r.value)
+            }
+        };
+    }
+    let res = engine.instant_query(store, &ev.expr, ev.at).await;
+    let r = match res {
+        Err(e) => return check_fail(ev, &e),
+        Ok(_) if ev.fail.is_some() => return Err("expected error but got none".into()),
+        Ok(r) => r,
+    };
+    check_annotations(ev, &r)?;
+    compare(ev, &r.value)?;
+    if ev.range_vector.is_some() || ev.expect_string.is_some() || ev.ordered {
+        return Ok(());
+    }
+    let ctx_re = regex::Regex::new(r"(start|end|range|step)\(\)").map_err(|e| e.to_string())?;
+    if ctx_re.is_match(&ev.expr) {
+        return Ok(());
+    }
+    // The same query in range mode must give the same result at the middle step.
+    let rr = engine
+        .range_query(store, &ev.expr, ev.at - 60_000, ev.at + 60_000, 60_000)
+        .await
+        .map_err(|e| format!("range mode: {e}"))?;
+    let Value::Matrix(m) = rr.value else {
+        return Err("range mode: not a matrix".into());
+    };
+    let mut vec = Vec::new();
+    for s in &m {
+        if let Some(p) = s.floats.iter().find(|p| p.0 == ev.at) {
+            vec.push(crate::Sample {
+                labels: s.labels.clone(),
+                t: p.0,
+                v: p.1,
+            });
+        }
+    }
+    let res = if matches!(r.value, Value::Scalar { .. }) {
+        compare(
+            ev,
+            &Value::Scalar {
+                t: ev.at,
+                v: vec.first().map(|s| s.v).unwrap_or(f64::NAN),
+            },
+        )
+    } else {
+        compare(ev, &Value::Vector(vec))
+    };
+    res.map_err(|e| format!("range mode: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_expand() {
+        let v = parse_values("1+2x3 _ stale _x2 -1-1x1 5x2").unwrap();
+        assert_eq!(v.len(), 4 + 1 + 1 + 2 + 2 + 3);
+        assert_eq!(v[3], SeqVal::Float(7.0));
+        assert_eq!(v[9], SeqVal::Float(-2.0));
+        let h = parse_values("{{schema:0 sum:1 count:2}}x2 1").unwrap();
+        assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn metric_parses() {
+        let (l, rest) = parse_metric(r#"foo{a="b", c='d'} 1 2"#).unwrap();
+        assert_eq!(l.to_string(), r#"{__name__="foo", a="b", c="d"}"#);
+        assert_eq!(rest.trim(), "1 2");
+        let (l, _) = parse_metric("{} 3").unwrap();
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration("0"), Some(0));
+        assert_eq!(parse_duration("50m"), Some(3_000_000));
+    }
+}

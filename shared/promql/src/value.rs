@@ -1,0 +1,38 @@
+//! Query results.
+
+use model::Labels;
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    /// Milliseconds.
+    pub t: i64,
+    pub v: f64,
+}
+
+/// One series of a range vector (matrix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: Labels,
+    pub floats: Vec<(i64, f64)>,
+}
+
+/// The value of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar { t: i64, v: f64 },
+    String { t: i64, v: String },
+    Vector(Vec<Sample>),
+    Matrix(Vec<RangeSeries>),
+}
+
+/// A query's value with the annotations Prometheus reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    /// Texts start with `PromQL warning: `.
+    pub warnings: Vec<String>,
+    /// Texts start with `PromQL info: `.
+    pub infos: Vec<String>,
+}
