@@ -24,7 +24,7 @@ run: deps release
 
 ## test: formatting, lints, and the whole test suite with real Prometheus and S3.
 test: deps lint
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

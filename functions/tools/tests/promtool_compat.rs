@@ -208,6 +208,7 @@ async fn blocks_cut_by_a_running_prometheus_dump_identically() {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--storage.tsdb.retention.time=100y")
+            .arg("--web.enable-admin-api")
             .arg("--storage.tsdb.min-block-duration=1m")
             .arg("--storage.tsdb.max-block-duration=1m"),
         tmp.path().join("prometheus.log"),
