@@ -50,7 +50,7 @@ pub struct SidecarArgs {
     #[arg(long = "shipper.upload-compacted")]
     pub upload_compacted: bool,
     /// Serve only data after this time (RFC3339 or relative like -2h).
-    #[arg(long = "min-time")]
+    #[arg(long = "min-time", allow_hyphen_values = true)]
     pub min_time: Option<String>,
     /// Config file the reloader watches (accepted for compatibility).
     #[arg(long = "reloader.config-file")]
@@ -61,6 +61,39 @@ pub struct SidecarArgs {
     /// Rule directories the reloader watches (accepted for compatibility).
     #[arg(long = "reloader.rule-dir")]
     pub reloader_rule_dir: Vec<String>,
+    /// How often the shipper looks for new blocks.
+    #[arg(long = "shipper.sync-interval", default_value = "10s")]
+    pub shipper_sync_interval: String,
+}
+
+/// Runs `aether sidecar`.
+pub async fn run_sidecar(a: SidecarArgs) -> anyhow::Result<()> {
+    let mut cfg = sidecar::Config::new(&a.tsdb_path, &a.prometheus_url);
+    cfg.objstore = match (a.objstore.objstore_config_file, a.objstore.objstore_config) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give either --objstore.config-file or --objstore.config, not both")
+        }
+        (Some(f), None) => Some(sidecar::ObjstoreSource::File(f.into())),
+        (None, Some(y)) => Some(sidecar::ObjstoreSource::Inline(y)),
+        (None, None) => None,
+    };
+    cfg.grpc_address = a.server.grpc_address;
+    cfg.http_address = a.server.http_address;
+    cfg.upload_compacted = a.upload_compacted;
+    cfg.min_time = a
+        .min_time
+        .as_deref()
+        .map(sidecar::MinTime::parse)
+        .transpose()?;
+    cfg.sync_interval = bucket::config::parse_duration(&a.shipper_sync_interval).map_err(|e| {
+        anyhow::anyhow!("--shipper.sync-interval {:?}: {e}", a.shipper_sync_interval)
+    })?;
+    cfg.grace_period =
+        bucket::config::parse_duration(&a.server.grpc_grace_period).map_err(|e| {
+            anyhow::anyhow!("--grpc-grace-period {:?}: {e}", a.server.grpc_grace_period)
+        })?;
+    sidecar::run(cfg).await?;
+    Ok(())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -73,10 +106,10 @@ pub struct StoreArgs {
     #[arg(long = "data-dir", default_value = "./data")]
     pub data_dir: String,
     /// Serve only blocks after this time (RFC3339 or relative like -2w).
-    #[arg(long = "min-time")]
+    #[arg(long = "min-time", allow_hyphen_values = true)]
     pub min_time: Option<String>,
     /// Serve only blocks before this time (RFC3339 or relative like -2w).
-    #[arg(long = "max-time")]
+    #[arg(long = "max-time", allow_hyphen_values = true)]
     pub max_time: Option<String>,
     /// Size of the in-memory index cache, e.g. 250MB.
     #[arg(long = "index-cache-size", default_value = "250MB")]

@@ -4,6 +4,7 @@
 //! libraries.
 
 mod components;
+mod store_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -74,8 +75,8 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Tools(args) => tools::cli::run(args).await.map_err(anyhow::Error::from),
-            Command::Sidecar(a) => components::not_built("sidecar", 3, &a),
-            Command::Store(a) => components::not_built("store", 4, &a),
+            Command::Sidecar(a) => components::run_sidecar(a).await,
+            Command::Store(a) => store_cmd::run(a).await,
             Command::Query(a) => components::not_built("query", 6, &a),
             Command::Compact(a) => components::not_built("compact", 7, &a),
             Command::Rule(a) => components::not_built("rule", 8, &a),

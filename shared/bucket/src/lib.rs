@@ -9,11 +9,17 @@
 //!   and coalescing `read_many`.
 //! - [`block`]: upload, download, list and delete blocks in Thanos's layout.
 //! - [`markers`]: deletion, no-compact and no-downsample marks.
+//! - [`bucket_index`]: the bucket index (`aether/bucket-index.json`), one object
+//!   listing every block, kept current incrementally.
+//! - [`header_cache`]: per-block index headers cached in the bucket
+//!   (`<ULID>/aether-index-header-v1`).
 
 pub mod block;
+pub mod bucket_index;
 pub mod config;
 pub mod counting;
 mod error;
+pub mod header_cache;
 pub mod markers;
 pub mod range;
 pub mod reader;
@@ -33,5 +39,5 @@ pub use markers::{
 };
 pub use object_store;
 pub use range::ObjectRange;
-pub use reader::open_block;
+pub use reader::{open_block, open_block_with};
 pub use retry::{is_transient, with_backoff, RetryPolicy};

@@ -63,6 +63,17 @@ pub async fn open_block(
     meta: BlockMeta,
     header: Option<Arc<IndexHeader>>,
 ) -> Result<Block> {
+    open_block_with(store, meta, header, None).await
+}
+
+/// [`open_block`], told whether the block has a `tombstones` file (e.g. from a
+/// listing or the bucket index): `Some(false)` saves the GET that looks for one.
+pub async fn open_block_with(
+    store: Arc<dyn ObjectStore>,
+    meta: BlockMeta,
+    header: Option<Arc<IndexHeader>>,
+    has_tombstones: Option<bool>,
+) -> Result<Block> {
     let id = meta.ulid;
     let index_file: Arc<dyn RangeRead> = Arc::new(match index_size(&meta) {
         Some(size) => ObjectRange::with_size(store.clone(), index_path(id), size),
@@ -90,6 +101,9 @@ pub async fn open_block(
     // Thanos doesn't upload tombstones; a block deleted-from with Prometheus's admin
     // API before upload carries them.
     let ts_path = block_file(id, "tombstones");
+    if has_tombstones == Some(false) {
+        return Ok(Block::new(meta, index, chunks, Tombstones::default()));
+    }
     let tombstones = match store.get(&ts_path).await {
         Ok(r) => {
             let b = r

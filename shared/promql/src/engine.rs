@@ -391,10 +391,12 @@ impl Evaluator {
     ) -> Result<Vec<VS>> {
         let eff = self.eff_times(&vs.at, &vs.offset, ts);
         let lookback = self.lookback;
-        let data = self.data.get(&addr(vs)).cloned().unwrap_or_default();
+        // Every selector node is evaluated once: its data is moved out.
+        let data = self.data.remove(&addr(vs)).unwrap_or_default();
         let mut out = Vec::with_capacity(data.len());
         let mut per_step = vec![0usize; ts.len()];
-        for s in data.iter() {
+        let sorted = eff.windows(2).all(|w| w[0] <= w[1]);
+        for s in data.into_iter() {
             self.check()?;
             let f = &s.floats;
             if f.is_empty() {
@@ -402,8 +404,15 @@ impl Evaluator {
             }
             let mut v = Vec::with_capacity(ts.len());
             let mut any = false;
+            let mut idx = 0usize;
             for (i, &t) in eff.iter().enumerate() {
-                let idx = f.partition_point(|p| p.0 <= t);
+                if sorted {
+                    while idx < f.len() && f[idx].0 <= t {
+                        idx += 1;
+                    }
+                } else {
+                    idx = f.partition_point(|p| p.0 <= t);
+                }
                 let val = if idx == 0 {
                     None
                 } else {
@@ -430,7 +439,7 @@ impl Evaluator {
             }
             if any {
                 out.push(VS {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     drop: false,
                     v,
                 });
@@ -443,17 +452,13 @@ impl Evaluator {
     pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector, ts: &[i64]) -> Result<MatrixV> {
         let eff = self.eff_times(&ms.vs.at, &ms.vs.offset, ts);
         let range = dur_ms(&ms.range);
-        let data = self.data.get(&addr(&ms.vs)).cloned().unwrap_or_default();
+        let data = self.data.remove(&addr(&ms.vs)).unwrap_or_default();
         let mut out = Vec::with_capacity(data.len());
         let mut per_step = vec![0usize; ts.len()];
-        for s in data.iter() {
+        for s in data.into_iter() {
             self.check()?;
-            let pts: Vec<(i64, f64)> = s
-                .floats
-                .iter()
-                .filter(|p| !is_stale_nan(p.1))
-                .copied()
-                .collect();
+            let mut pts = s.floats;
+            pts.retain(|p| !is_stale_nan(p.1));
             if pts.is_empty() {
                 continue;
             }
@@ -467,7 +472,7 @@ impl Evaluator {
             }
             if any {
                 out.push(MS {
-                    labels: s.labels.clone(),
+                    labels: s.labels,
                     drop: false,
                     pts,
                     win,
@@ -696,16 +701,38 @@ impl Evaluator {
                 }
                 let mut out: Vec<VS> = Vec::new();
                 let mut out_idx: HashMap<Labels, usize> = HashMap::new();
-                let mut pair_idx: HashMap<(usize, usize), usize> = HashMap::new();
+                // Per "many" series: its match group on the "one" side, and the
+                // output series of its last (many, one) pair.
+                let mgroup: Vec<Option<&Vec<usize>>> = msig.iter().map(|s| omap.get(s)).collect();
+                let mut last_pair: Vec<Option<(usize, usize)>> = vec![None; many.len()];
+                // Only groups with several members can produce duplicates.
+                let multi_one: Vec<(&Labels, &Vec<usize>)> = omap
+                    .iter()
+                    .filter(|(_, g)| g.len() > 1)
+                    .map(|(k, g)| (*k, g))
+                    .collect();
+                let mut mcount: HashMap<&Labels, usize> = HashMap::new();
+                for sg in msig.iter() {
+                    *mcount.entry(sg).or_default() += 1;
+                }
+                let many_dups = card == 0 && mcount.values().any(|&c| c > 1);
+                let present = |side: &[VS]| {
+                    let mut p = vec![false; n];
+                    for s in side {
+                        for (st, x) in s.v.iter().enumerate() {
+                            p[st] |= x.is_some();
+                        }
+                    }
+                    p
+                };
+                let (lpresent, rpresent) = (present(&lhs), present(&rhs));
                 for st in 0..n {
                     self.check()?;
-                    if !lhs.iter().any(|s| s.v[st].is_some())
-                        || !rhs.iter().any(|s| s.v[st].is_some())
-                    {
+                    if !lpresent[st] || !rpresent[st] {
                         continue;
                     }
                     // Duplicates on the "one" side.
-                    for (sg, group) in omap.iter() {
+                    for (sg, group) in multi_one.iter() {
                         let present: Vec<usize> = group
                             .iter()
                             .copied()
@@ -723,13 +750,13 @@ impl Evaluator {
                         std::collections::HashSet::new();
                     for (i, ms) in many.iter().enumerate() {
                         let Some(mv) = ms.v[st] else { continue };
-                        let Some(group) = omap.get(&msig[i]) else {
+                        let Some(group) = mgroup[i] else {
                             continue;
                         };
                         let Some(&j) = group.iter().find(|&&j| one[j].v[st].is_some()) else {
                             continue;
                         };
-                        if card == 0 && !matched.insert(&msig[i]) {
+                        if many_dups && !matched.insert(&msig[i]) {
                             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
                         }
                         let ov = one[j].v[st].unwrap_or_default();
@@ -742,9 +769,9 @@ impl Evaluator {
                         if !keep {
                             continue;
                         }
-                        let oi = match pair_idx.get(&(i, j)) {
-                            Some(&k) => k,
-                            None => {
+                        let oi = match last_pair[i] {
+                            Some((lj, k)) if lj == j => k,
+                            _ => {
                                 let labels = result_metric(
                                     &ms.labels,
                                     &one[j].labels,
@@ -765,7 +792,7 @@ impl Evaluator {
                                         out.len() - 1
                                     }
                                 };
-                                pair_idx.insert((i, j), k);
+                                last_pair[i] = Some((j, k));
                                 k
                             }
                         };
@@ -1180,13 +1207,8 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
             floats: ts.iter().copied().zip(s).collect(),
         }),
         V::Vector(vs) => {
-            let mut idx: HashMap<Labels, usize> = HashMap::new();
+            let mut all: Vec<RangeSeries> = Vec::with_capacity(vs.len());
             for s in vs {
-                let labels = if s.drop {
-                    drop_name(&s.labels)
-                } else {
-                    s.labels
-                };
                 let pts: Vec<(i64, f64)> = ts
                     .iter()
                     .zip(s.v.iter())
@@ -1195,23 +1217,30 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
                 if pts.is_empty() {
                     continue;
                 }
-                match idx.get(&labels) {
-                    Some(&i) => {
-                        let ex = &mut out[i].floats;
-                        for p in pts {
+                let labels = if s.drop {
+                    drop_name(&s.labels)
+                } else {
+                    s.labels
+                };
+                all.push(RangeSeries {
+                    labels,
+                    floats: pts,
+                });
+            }
+            // Series that end up with the same labels merge, unless they collide.
+            all.sort_by(|a, b| a.labels.cmp(&b.labels));
+            for s in all {
+                match out.last_mut() {
+                    Some(prev) if prev.labels == s.labels => {
+                        let ex = &mut prev.floats;
+                        for p in s.floats {
                             match ex.binary_search_by_key(&p.0, |x| x.0) {
                                 Ok(_) => return Err(dup()),
                                 Err(k) => ex.insert(k, p),
                             }
                         }
                     }
-                    None => {
-                        idx.insert(labels.clone(), out.len());
-                        out.push(RangeSeries {
-                            labels,
-                            floats: pts,
-                        });
-                    }
+                    _ => out.push(s),
                 }
             }
         }

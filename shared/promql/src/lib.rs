@@ -12,12 +12,14 @@
 //! runs Prometheus's PromQL test scripts against the engine.
 
 mod aggr;
+pub mod blocks;
 mod engine;
 mod funcs;
 pub mod promqltest;
 mod queryable;
 mod value;
 
+pub use blocks::BlockQueryable;
 pub use engine::{CancelToken, Engine, EngineOpts};
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
 pub use value::{QueryResult, RangeSeries, Sample, Value};

@@ -1,6 +1,9 @@
 //! `make bench`: throughput and size figures for Aether, side by side with the
 //! reference where one exists (promtool 2.42), printed as a Markdown table that
-//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m]`.
+//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|promql]`.
+
+mod promql;
+mod store;
 
 use std::path::Path;
 use std::process::Command;
@@ -287,6 +290,8 @@ fn main() -> Result<()> {
     match what.as_str() {
         "tsdb" => bench_tsdb(),
         "writer-1m" => bench_writer_1m(),
+        "promql" => promql::bench_promql(),
+        "store" => store::bench_store(),
         "all" => {
             bench_tsdb()?;
             // In its own process so its peak RSS is its own.
@@ -295,8 +300,15 @@ fn main() -> Result<()> {
             if !st.success() {
                 bail!("writer-1m failed");
             }
-            Ok(())
+            // The store benchmark in its own process too (peak RSS).
+            let st = Command::new(std::env::current_exe()?)
+                .arg("store")
+                .status()?;
+            if !st.success() {
+                bail!("store failed");
+            }
+            promql::bench_promql()
         }
-        other => bail!("unknown benchmark {other:?}: want all, tsdb or writer-1m"),
+        other => bail!("unknown benchmark {other:?}: want all, tsdb, writer-1m or promql"),
     }
 }

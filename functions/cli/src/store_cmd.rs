@@ -1,0 +1,64 @@
+//! `aether store`: flags -> the store-read handler served over gRPC and HTTP.
+
+use std::sync::Arc;
+
+use crate::components::StoreArgs;
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs `aether store` until SIGTERM / Ctrl-C.
+pub async fn run(a: StoreArgs) -> anyhow::Result<()> {
+    let objcfg = tools::bucket_tools::load_config(
+        a.objstore.objstore_config_file.as_deref(),
+        a.objstore.objstore_config.as_deref(),
+    )?;
+    let (bucket, stats) = objcfg.build_with_stats()?;
+    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<store::TimeBound>> {
+        v.as_deref()
+            .map(|s| store::TimeBound::parse(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+            .transpose()
+    };
+    let cfg = store::StoreConfig {
+        min_time: time("min-time", &a.min_time)?,
+        max_time: time("max-time", &a.max_time)?,
+        index_cache_bytes: store::parse_bytes(&a.index_cache_size)
+            .map_err(|e| anyhow::anyhow!("--index-cache-size: {e}"))?,
+        series_limit: a.request_series_limit,
+        samples_limit: a.request_samples_limit,
+        local_header_dir: Some(std::path::Path::new(&a.data_dir).join("index-headers")),
+        ..Default::default()
+    };
+    let grpc = tokio::net::TcpListener::bind(&a.server.grpc_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--grpc-address {}: {e}", a.server.grpc_address))?;
+    let http = tokio::net::TcpListener::bind(&a.server.http_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--http-address {}: {e}", a.server.http_address))?;
+    tracing::info!(
+        bucket = %objcfg.describe(),
+        grpc = %grpc.local_addr()?,
+        http = %http.local_addr()?,
+        "store serving the bucket's blocks"
+    );
+    let server = store::server::Server {
+        store: store::BucketStore::new(bucket, cfg),
+        bucket_stats: Some(Arc::clone(&stats)),
+        grpc,
+        http,
+    };
+    store::server::run(server, shutdown_signal()).await?;
+    Ok(())
+}

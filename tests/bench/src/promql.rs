@@ -1,0 +1,288 @@
+//! `bench promql`: range queries through our engine over the block reader, side by
+//! side with Prometheus 2.42 serving the same blocks, per query the median latency
+//! and the ratio; plus samples/s/core for `sum(rate(x[5m]))`.
+//!
+//! Data: the demo fleet (45 series per instance, 30 s scrape interval) written as
+//! 1-day blocks; Prometheus runs with 2h min/max block duration so that it does not
+//! compact them during the run. Scales: `PROMQL_BENCH_SCALES` (default
+//! `1k,10k,100k`).
+
+use std::time::Instant;
+
+use ::promql::{BlockQueryable, Engine, EngineOpts, Queryable, SelectHints, Value};
+use anyhow::{bail, Context, Result};
+use model::Matcher;
+use tools::demo::{self, DemoSpec};
+
+const SECOND: i64 = 1000;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+const QUERIES: &[(&str, &str)] = &[
+    ("rate", "rate(http_requests_total[5m])"),
+    ("sum(rate)", "sum(rate(http_requests_total[5m]))"),
+    ("sum by (rate)", "sum by (handler) (rate(http_requests_total[5m]))"),
+    (
+        "histogram_quantile",
+        "histogram_quantile(0.9, sum by (handler, le) (rate(http_request_duration_seconds_bucket[5m])))",
+    ),
+    (
+        "join 1:1",
+        "rate(http_request_duration_seconds_sum[5m]) / rate(http_request_duration_seconds_count[5m])",
+    ),
+    (
+        "join group_left",
+        "rate(http_requests_total[5m]) / on(instance) group_left sum by (instance) (rate(http_requests_total[5m]))",
+    ),
+    ("topk", "topk(5, rate(http_requests_total[5m]))"),
+    ("avg_over_time", "avg_over_time(node_memory_available_bytes[10m])"),
+    ("quantile_over_time", "quantile_over_time(0.9, node_memory_available_bytes[1h])"),
+    (
+        "subquery",
+        "max_over_time(sum by (instance) (rate(http_requests_total[5m]))[30m:1m])",
+    ),
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn enc(q: &str) -> String {
+    let mut out = String::new();
+    for b in q.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn secs(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+struct Scale {
+    name: &'static str,
+    instances: usize,
+    /// Query spans: (label, span ms, step ms).
+    spans: &'static [(&'static str, i64, i64)],
+}
+
+const SCALES: &[Scale] = &[
+    Scale {
+        name: "1k",
+        instances: 22,
+        spans: &[
+            ("1h", HOUR, 15 * SECOND),
+            ("1d", DAY, 5 * MINUTE),
+            ("7d", 7 * DAY, 30 * MINUTE),
+        ],
+    },
+    Scale {
+        name: "10k",
+        instances: 222,
+        spans: &[("1h", HOUR, 15 * SECOND), ("1d", DAY, 5 * MINUTE)],
+    },
+    Scale {
+        name: "100k",
+        instances: 2222,
+        spans: &[("1h", HOUR, 15 * SECOND)],
+    },
+];
+
+/// Our median latency (s) of `runs` runs after one warm-up, and the series count.
+fn ours(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    q: &BlockQueryable,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    runs: usize,
+) -> Result<(f64, usize)> {
+    let mut times = Vec::new();
+    let mut n = 0;
+    for i in 0..=runs {
+        let t = Instant::now();
+        let r = rt
+            .block_on(engine.range_query(q, query, start, end, step))
+            .map_err(|e| anyhow::anyhow!("{query}: {e}"))?;
+        let el = t.elapsed().as_secs_f64();
+        if let Value::Matrix(m) = &r.value {
+            n = m.len();
+        }
+        if i > 0 {
+            times.push(el);
+        }
+    }
+    Ok((median(times), n))
+}
+
+/// Prometheus's median execTotalTime and wall time (HTTP + JSON) in s, and the
+/// series count.
+fn theirs(
+    prom: &harness::Prometheus,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    runs: usize,
+) -> Result<(f64, f64, usize)> {
+    let mut exec = Vec::new();
+    let mut wall = Vec::new();
+    let mut n = 0;
+    for i in 0..=runs {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step={}&stats=all",
+            enc(query),
+            secs(start),
+            secs(end),
+            secs(step)
+        );
+        let t = Instant::now();
+        let body = prom.get(&path)?;
+        let el = t.elapsed().as_secs_f64();
+        if !body.starts_with("{\"status\":\"success\"") {
+            bail!("Prometheus: {query}: {body:.300}");
+        }
+        n = body.matches("{\"metric\":").count();
+        let e =
+            json_number(&body, "\"execTotalTime\":").context("no stats.timings.execTotalTime")?;
+        if i > 0 {
+            exec.push(e);
+            wall.push(el);
+        }
+    }
+    Ok((median(exec), median(wall), n))
+}
+
+/// The number after `key` in a JSON text.
+fn json_number(body: &str, key: &str) -> Option<f64> {
+    let rest = &body[body.find(key)? + key.len()..];
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))?;
+    rest[..end].parse().ok()
+}
+
+/// Raw samples a range query of `metric[range]` reads: those of the matching series in
+/// `[start - range, end]`.
+fn raw_samples(
+    rt: &tokio::runtime::Runtime,
+    q: &BlockQueryable,
+    metric: &str,
+    start: i64,
+    end: i64,
+    range: i64,
+) -> Result<usize> {
+    let hints = SelectHints {
+        start: start - range + 1,
+        end,
+        ..Default::default()
+    };
+    let s = rt
+        .block_on(q.select(&[Matcher::equal("__name__", metric)], &hints))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(s.iter().map(|s| s.floats.len()).sum())
+}
+
+pub fn bench_promql() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let wanted: Vec<String> = std::env::var("PROMQL_BENCH_SCALES")
+        .unwrap_or_else(|_| "1k,10k,100k".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let runs: usize = std::env::var("PROMQL_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let engine = Engine::new(EngineOpts::default());
+    println!(
+        "\nRange queries, median of {runs} runs after a warm-up; Prometheus: execTotalTime from \
+         `stats=all` (engine time, excludes HTTP and JSON) and wall time through the HTTP API; \
+         ratio = ours / Prometheus execTotalTime (below 1: we are faster).\n"
+    );
+    println!("| series | span (step) | query | aether (ms) | Prometheus exec (ms) | Prometheus HTTP (ms) | ratio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut rates = Vec::new();
+    for sc in SCALES.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        let longest = sc.spans.iter().map(|s| s.1).max().unwrap_or(HOUR);
+        let base = 1_700_000_000_000 / DAY * DAY;
+        // An hour before the first query span for ranges and subqueries; samples at
+        // 137 ms past a second.
+        let spec = DemoSpec {
+            start: base + 137,
+            end: base + HOUR + longest + MINUTE,
+            interval: 30 * SECOND,
+            instances: sc.instances,
+        };
+        let t = Instant::now();
+        demo::write_blocks(&spec, DAY, &data)?;
+        let nseries = demo::series(&spec).len();
+        eprintln!(
+            "{}: {nseries} series, {} h of data written in {:.1}s",
+            sc.name,
+            (spec.end - spec.start) / HOUR,
+            t.elapsed().as_secs_f64()
+        );
+        let q = rt
+            .block_on(BlockQueryable::open_dir(&data))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut prom = harness::Prometheus::start(
+            "global:\n  scrape_interval: 1m\n",
+            &data,
+            &[
+                "--storage.tsdb.min-block-duration=2h",
+                "--storage.tsdb.max-block-duration=2h",
+                "--query.max-samples=500000000",
+            ],
+        )?;
+        for &(span_name, span, step) in sc.spans {
+            let end = base + HOUR + longest;
+            let start = end - span;
+            let range = (start, end, step);
+            for (name, query) in QUERIES {
+                let (o, on) = ours(&rt, &engine, &q, query, range, runs)?;
+                let (pe, pw, pn) = theirs(&prom, query, range, runs)?;
+                if on != pn {
+                    bail!("{query}: {on} series from us, {pn} from Prometheus");
+                }
+                println!(
+                    "| {nseries} | {span_name} ({}s) | {name} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    step / 1000,
+                    o * 1e3,
+                    pe * 1e3,
+                    pw * 1e3,
+                    o / pe
+                );
+                if *name == "sum(rate)" {
+                    let n = raw_samples(&rt, &q, "http_requests_total", start, end, 5 * MINUTE)?;
+                    rates.push((nseries, span_name, n, o, pe));
+                }
+            }
+        }
+        prom.proc.stop(std::time::Duration::from_secs(10));
+        drop(tmp);
+    }
+    println!(
+        "\n`sum(rate(http_requests_total[5m]))`: raw samples read per second (our engine runs \
+         on one core: a current-thread runtime).\n"
+    );
+    println!("| series | span | raw samples | aether (samples/s/core) | Prometheus exec (samples/s) | speed-up (aether/Prometheus) |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (nseries, span, n, o, pe) in rates {
+        println!(
+            "| {nseries} | {span} | {n} | {:.0} | {:.0} | {:.2} |",
+            n as f64 / o,
+            n as f64 / pe,
+            pe / o
+        );
+    }
+    Ok(())
+}
