@@ -311,15 +311,22 @@ impl BucketStore {
     }
 
     /// Blocks this store serves: in its time partition, not marked for deletion
-    /// longer ago than the delay.
+    /// longer ago than the delay, and not covered by a block that holds the same
+    /// data (a compactor's output replaces its inputs at once, before they are
+    /// deleted, so queries never see samples twice).
     fn served<'a>(&self, idx: &'a BucketIndex) -> Vec<&'a IndexedBlock> {
         let now = now_ms();
         let (pmin, pmax) = self.partition(now);
         let delay = self.inner.cfg.ignore_deletion_marks_delay.as_secs() as i64;
-        idx.blocks
+        let live: Vec<&IndexedBlock> = idx
+            .blocks
             .iter()
-            .filter(|b| b.max_time > pmin && b.min_time <= pmax)
             .filter(|b| b.deletion_time.is_none_or(|t| now / 1000 - t < delay))
+            .collect();
+        let covered = bucket::bucket_index::covered_blocks(live.iter().copied());
+        live.into_iter()
+            .filter(|b| b.max_time > pmin && b.min_time <= pmax)
+            .filter(|b| !covered.contains(&b.ulid))
             .collect()
     }
 

@@ -75,6 +75,9 @@ pub struct IndexedBlock {
     /// `index`, `chunks/NNNNNN` and `tombstones` with their sizes, as listed.
     #[serde(default)]
     pub files: Vec<IndexedFile>,
+    /// `compaction.sources`: the level-1 blocks whose data this block holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Ulid>,
 }
 
 impl IndexedBlock {
@@ -92,6 +95,7 @@ impl IndexedBlock {
             num_series: meta.stats.num_series,
             num_samples: meta.stats.num_samples,
             deletion_time: None,
+            sources: meta.compaction.sources.clone(),
             files: t
                 .map(|t| {
                     t.files
@@ -450,4 +454,72 @@ pub async fn sync(
         Err(e) => tracing::warn!(error = %e, "writing the bucket index failed"),
     }
     Ok((idx, outcome))
+}
+
+/// Blocks whose data another block of the same stream and resolution holds too:
+/// their `compaction.sources` are a subset of the other's (a compactor's output and
+/// its not-yet-deleted inputs; equal sets keep the newest ULID). Readers leave these
+/// out so a compaction never shows samples twice (Thanos's deduplicate filter).
+pub fn covered_blocks<'a>(
+    blocks: impl IntoIterator<Item = &'a IndexedBlock>,
+) -> std::collections::HashSet<Ulid> {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    let mut groups: HashMap<(&BTreeMap<String, String>, i64), Vec<(Ulid, BTreeSet<Ulid>)>> =
+        HashMap::new();
+    for b in blocks {
+        groups
+            .entry((&b.labels, b.resolution))
+            .or_default()
+            .push((b.ulid, b.sources.iter().copied().collect()));
+    }
+    let mut out = HashSet::new();
+    for sets in groups.values() {
+        for (id, s) in sets {
+            if s.is_empty() {
+                continue;
+            }
+            let covered = sets.iter().any(|(other, o)| {
+                other != id && s.is_subset(o) && (s.len() < o.len() || other > id)
+            });
+            if covered {
+                out.insert(*id);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod covered_tests {
+    use super::*;
+
+    fn b(id: Ulid, sources: &[Ulid], res: i64) -> IndexedBlock {
+        let mut m = BlockMeta::new(id, 0, 1);
+        m.compaction.sources = sources.to_vec();
+        let mut e = IndexedBlock::from_meta(&m);
+        e.resolution = res;
+        e
+    }
+
+    #[test]
+    fn compacted_inputs_are_covered() {
+        let (a, c, d, x) = (Ulid::new(), Ulid::new(), Ulid::new(), Ulid::new());
+        let blocks = vec![
+            b(a, &[a], 0),
+            b(c, &[c], 0),
+            b(d, &[a, c], 0),
+            // Another resolution of the same data is not a duplicate.
+            b(x, &[a, c], 300_000),
+        ];
+        let cov = covered_blocks(&blocks);
+        assert_eq!(cov, [a, c].into_iter().collect());
+    }
+
+    #[test]
+    fn equal_sources_keep_one() {
+        let (a, d1, d2) = (Ulid::new(), Ulid::new(), Ulid::new());
+        let cov = covered_blocks(&[b(d1, &[a], 0), b(d2, &[a], 0)]);
+        assert_eq!(cov.len(), 1);
+        assert!(cov.contains(&d1.min(d2)));
+    }
 }
