@@ -376,6 +376,12 @@ fn bucket_bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
     ldexp(frac, exp)
 }
 
+/// Upper boundary of bucket `idx` for `schema` (custom boundaries `custom` for
+/// schema -53); Go's `getBound`.
+pub fn bucket_upper_bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
+    bucket_bound(idx, schema, custom)
+}
+
 /// Walks the buckets of `spans`, calling `f(index, position)` per bucket, as Go's
 /// bucket iterator does (empty spans only shift the index). Stops early if the
 /// spans promise more buckets than `n_buckets`.

@@ -8,7 +8,7 @@ mod labels;
 mod matcher;
 
 pub use gofmt::{format_go_float, go_quote};
-pub use histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
+pub use histogram::{bucket_upper_bound, CounterResetHint, FloatHistogram, Histogram, Span};
 pub use labels::{Label, Labels, METRIC_NAME};
 pub use matcher::{MatchType, Matcher};
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use model::{format_go_float, Labels, METRIC_NAME};
+use model::{format_go_float, FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::engine::{err, Evaluator, V, VS};
@@ -213,10 +213,16 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
             for st in 0..n {
                 ev.check()?;
                 for (_, members) in &groups {
+                    let is_limit = op == "limitk" || op == "limit_ratio";
+                    if !is_limit && members.iter().any(|&i| input[i].hist(st).is_some()) {
+                        ev.info(format!("ignored histogram in {op} aggregation"));
+                    }
                     let present: Vec<usize> = members
                         .iter()
                         .copied()
-                        .filter(|&i| input[i].v[st].is_some())
+                        .filter(|&i| {
+                            input[i].v[st].is_some() || (is_limit && input[i].hist(st).is_some())
+                        })
                         .collect();
                     let selected: Vec<usize> = match op.as_str() {
                         "limitk" => {
@@ -322,6 +328,9 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
                     for st in 0..n {
                         if !keep[i][st] {
                             s.v[st] = None;
+                            if !s.h.is_empty() {
+                                s.h[st] = None;
+                            }
                         } else {
                             any = true;
                         }
@@ -339,12 +348,17 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
             for st in 0..n {
                 for (gl, members) in &groups {
                     for &i in members {
-                        let Some(v) = input[i].v[st] else { continue };
-                        let labels = gl.with(&sparam, &format_value_f(v));
+                        let text = match input[i].val(st) {
+                            Some(crate::engine::Val::F(v)) => format_value_f(v),
+                            Some(crate::engine::Val::H(h)) => h.to_string(),
+                            None => continue,
+                        };
+                        let labels = gl.with(&sparam, &text);
                         let k = match oidx.get(&labels) {
                             Some(&k) => k,
                             None => {
                                 out.push(VS {
+                                    h: Vec::new(),
                                     labels: labels.clone(),
                                     drop: false,
                                     v: vec![None; n],
@@ -365,18 +379,77 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
                 ev.check()?;
                 let drop = members.iter().any(|&i| input[i].drop);
                 let mut v = Vec::with_capacity(n);
+                let mut hv: Vec<Option<Box<FloatHistogram>>> = Vec::new();
                 let mut vals: Vec<f64> = Vec::new();
+                let any_hist = members.iter().any(|&i| !input[i].h.is_empty());
                 for st in 0..n {
                     vals.clear();
                     vals.extend(members.iter().filter_map(|&i| input[i].v[st]));
+                    let hists: Vec<&FloatHistogram> = if any_hist {
+                        members.iter().filter_map(|&i| input[i].hist(st)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if !hists.is_empty() {
+                        match op.as_str() {
+                            "count" | "group" => {}
+                            "sum" | "avg" => {
+                                if !vals.is_empty() {
+                                    ev.warn(
+                                        "encountered a mix of histograms and floats for aggregation"
+                                            .into(),
+                                    );
+                                    v.push(None);
+                                    continue;
+                                }
+                                if crate::hist::conflicting_resets(&hists) {
+                                    ev.warn(
+                                        "conflicting counter resets during histogram aggregation"
+                                            .into(),
+                                    );
+                                }
+                                let total = if op == "avg" {
+                                    crate::hist::avg_all(&hists)
+                                } else {
+                                    crate::hist::sum_all(&hists)
+                                };
+                                let (acc, ok) = match total {
+                                    Ok((x, rec)) => {
+                                        if rec {
+                                            ev.info("mismatched custom buckets were reconciled during aggregation".into());
+                                        }
+                                        (x, true)
+                                    }
+                                    Err(_) => (FloatHistogram::default(), false),
+                                };
+                                v.push(None);
+                                if !ok {
+                                    ev.warn("vector contains a mix of histograms with exponential and custom buckets schemas for metric name \"\"".into());
+                                    continue;
+                                }
+                                if hv.is_empty() {
+                                    hv = vec![None; n];
+                                }
+                                hv[st] = Some(Box::new(acc));
+                                continue;
+                            }
+                            _ => {
+                                ev.info(format!("ignored histogram in {op} aggregation"));
+                            }
+                        }
+                    }
+                    if (op == "count" || op == "group") && !hists.is_empty() {
+                        vals.extend(std::iter::repeat_n(1.0, hists.len()));
+                    }
                     if vals.is_empty() {
                         v.push(None);
                         continue;
                     }
                     v.push(Some(aggregate_values(&op, &vals, fparam.get(st).copied())));
                 }
-                if v.iter().any(|x| x.is_some()) {
+                if v.iter().any(|x| x.is_some()) || hv.iter().any(|x| x.is_some()) {
                     out.push(VS {
+                        h: hv,
                         labels: gl.clone(),
                         drop,
                         v,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use model::{is_stale_nan, Label, Labels, MatchType, Matcher, METRIC_NAME};
+use model::{is_stale_nan, FloatHistogram, Label, Labels, MatchType, Matcher, METRIC_NAME};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
     self, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr,
@@ -72,6 +72,40 @@ pub(crate) struct VS {
     /// `__name__` is to be dropped at the end (delayed name removal).
     pub drop: bool,
     pub v: Vec<Option<f64>>,
+    /// Per step, the histogram sample (empty when the series has none); a step
+    /// has a float or a histogram, never both.
+    pub h: Vec<Option<Box<FloatHistogram>>>,
+}
+
+impl VS {
+    /// The histogram at step `st`, if any.
+    pub fn hist(&self, st: usize) -> Option<&FloatHistogram> {
+        self.h.get(st).and_then(|x| x.as_deref())
+    }
+
+    /// The float or histogram at step `st`.
+    pub fn val(&self, st: usize) -> Option<Val<'_>> {
+        match self.v[st] {
+            Some(f) => Some(Val::F(f)),
+            None => self.hist(st).map(Val::H),
+        }
+    }
+
+    /// Whether the series has a float or histogram at step `st`.
+    pub fn has(&self, st: usize) -> bool {
+        self.v[st].is_some() || self.hist(st).is_some()
+    }
+
+    /// Sets the histogram at step `st`.
+    pub fn set_hist(&mut self, st: usize, h: Option<FloatHistogram>) {
+        if self.h.is_empty() {
+            if h.is_none() {
+                return;
+            }
+            self.h = vec![None; self.v.len()];
+        }
+        self.h[st] = h.map(Box::new);
+    }
 }
 
 /// One series of a range vector: its points and, per step, the window of them.
@@ -81,6 +115,9 @@ pub(crate) struct MS {
     pub drop: bool,
     pub pts: Vec<(i64, f64)>,
     pub win: Vec<(usize, usize)>,
+    /// Histogram points and, per step, their window (both empty without any).
+    pub hpts: Vec<(i64, FloatHistogram)>,
+    pub hwin: Vec<(usize, usize)>,
 }
 
 /// A range vector over all steps.
@@ -172,6 +209,8 @@ struct Planner {
     lookback: i64,
     sub_step: i64,
     fetches: Vec<Fetch>,
+    /// Selectors read for histogram statistics (see [`stats_selectors`]).
+    stats: std::collections::HashSet<usize>,
 }
 
 impl Planner {
@@ -214,7 +253,18 @@ impl Planner {
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.eff_range(&ms.vs.at, &ms.vs.offset, mint, maxt);
                 let r = dur_ms(&ms.range);
-                self.push(addr(&ms.vs), &ms.vs, a - r + 1, b, r, func, grouping)?;
+                // Counter reset detection for statistics needs the sample before
+                // the range, too.
+                let extra = i64::from(self.stats.contains(&addr(&ms.vs)));
+                self.push(
+                    addr(&ms.vs),
+                    &ms.vs,
+                    a - r + 1 - extra,
+                    b,
+                    r,
+                    func,
+                    grouping,
+                )?;
             }
             Expr::Subquery(sq) => {
                 let (a, b) = self.eff_range(&sq.at, &sq.offset, mint, maxt);
@@ -287,6 +337,11 @@ pub(crate) struct Evaluator {
     pub end: i64,
     pub lookback: i64,
     data: HashMap<usize, Vec<Series>>,
+    /// Selectors read for histogram statistics only (under `histogram_count`,
+    /// `histogram_sum` or `histogram_avg`): their histogram samples get counter
+    /// reset hints from explicit detection, like Prometheus's
+    /// `HistogramStatsIterator`.
+    stats: std::collections::HashSet<usize>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
     deadline: Instant,
@@ -306,6 +361,14 @@ impl Evaluator {
         let m = format!("PromQL info: {msg}");
         if !self.infos.contains(&m) {
             self.infos.push(m);
+        }
+    }
+
+    /// Adds an annotation given as `info:text` or `warn:text`.
+    pub fn annotate(&mut self, msg: String) {
+        match msg.strip_prefix("info:") {
+            Some(m) => self.info(m.to_string()),
+            None => self.warn(msg.strip_prefix("warn:").unwrap_or(&msg).to_string()),
         }
     }
 
@@ -364,6 +427,10 @@ impl Evaluator {
                 V::Vector(vs) => Ok(V::Vector(
                     vs.into_iter()
                         .map(|s| VS {
+                            h: s.h
+                                .into_iter()
+                                .map(|x| x.map(|h| Box::new(crate::hist::scale(&h, -1.0))))
+                                .collect(),
                             labels: s.labels,
                             drop: true,
                             v: s.v.into_iter().map(|x| x.map(|x| -x)).collect(),
@@ -392,56 +459,92 @@ impl Evaluator {
         let eff = self.eff_times(&vs.at, &vs.offset, ts);
         let lookback = self.lookback;
         // Every selector node is evaluated once: its data is moved out.
-        let data = self.data.remove(&addr(vs)).unwrap_or_default();
+        let mut data = self.data.remove(&addr(vs)).unwrap_or_default();
+        if self.stats.contains(&addr(vs)) {
+            detect_hints(&mut data);
+        }
         let mut out = Vec::with_capacity(data.len());
         let mut per_step = vec![0usize; ts.len()];
         let sorted = eff.windows(2).all(|w| w[0] <= w[1]);
         for s in data.into_iter() {
             self.check()?;
             let f = &s.floats;
-            if f.is_empty() {
+            let hs = &s.histograms;
+            if f.is_empty() && hs.is_empty() {
                 continue;
             }
             let mut v = Vec::with_capacity(ts.len());
+            let mut hv: Vec<Option<Box<FloatHistogram>>> = Vec::new();
             let mut any = false;
-            let mut idx = 0usize;
+            let (mut idx, mut hidx) = (0usize, 0usize);
+            let mut last_hist_t: Option<i64> = None;
             for (i, &t) in eff.iter().enumerate() {
                 if sorted {
                     while idx < f.len() && f[idx].0 <= t {
                         idx += 1;
                     }
+                    while hidx < hs.len() && hs[hidx].0 <= t {
+                        hidx += 1;
+                    }
                 } else {
                     idx = f.partition_point(|p| p.0 <= t);
+                    hidx = hs.partition_point(|p| p.0 <= t);
                 }
-                let val = if idx == 0 {
+                let ft = if idx == 0 { None } else { Some(f[idx - 1].0) };
+                let ht = if hidx == 0 {
                     None
                 } else {
+                    Some(hs[hidx - 1].0)
+                };
+                let use_hist = match (ft, ht) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(a), Some(b)) => b > a,
+                };
+                let mut val = None;
+                let mut hval = None;
+                if use_hist {
+                    let (pt, h) = &hs[hidx - 1];
+                    if *pt > t - lookback {
+                        if want_ts {
+                            val = Some(*pt as f64 / 1000.0);
+                        } else {
+                            let mut h = h.clone();
+                            // A sample repeated at a later step is no new counter
+                            // reset (as Prometheus does for subqueries).
+                            if last_hist_t == Some(*pt)
+                                && h.counter_reset_hint == model::CounterResetHint::CounterReset
+                            {
+                                h.counter_reset_hint = model::CounterResetHint::NotCounterReset;
+                            }
+                            last_hist_t = Some(*pt);
+                            hval = Some(Box::new(h));
+                        }
+                    }
+                } else if idx > 0 {
                     let (pt, pv) = f[idx - 1];
                     if pt > t - lookback && !is_stale_nan(pv) {
-                        // A histogram sample newer than this float hides it.
-                        let hidden = s.histograms.iter().any(|h| h.0 > pt && h.0 <= t);
-                        if hidden {
-                            None
-                        } else if want_ts {
-                            Some(pt as f64 / 1000.0)
-                        } else {
-                            Some(pv)
-                        }
-                    } else {
-                        None
+                        val = Some(if want_ts { pt as f64 / 1000.0 } else { pv });
                     }
-                };
-                if val.is_some() {
+                }
+                if val.is_some() || hval.is_some() {
                     any = true;
                     per_step[i] += 1;
                 }
                 v.push(val);
+                if hval.is_some() && hv.is_empty() {
+                    hv = vec![None; ts.len()];
+                }
+                if !hv.is_empty() {
+                    hv[i] = hval;
+                }
             }
             if any {
                 out.push(VS {
                     labels: s.labels,
                     drop: false,
                     v,
+                    h: hv,
                 });
             }
         }
@@ -452,17 +555,26 @@ impl Evaluator {
     pub fn eval_matrix_selector(&mut self, ms: &MatrixSelector, ts: &[i64]) -> Result<MatrixV> {
         let eff = self.eff_times(&ms.vs.at, &ms.vs.offset, ts);
         let range = dur_ms(&ms.range);
-        let data = self.data.remove(&addr(&ms.vs)).unwrap_or_default();
+        let mut data = self.data.remove(&addr(&ms.vs)).unwrap_or_default();
+        if self.stats.contains(&addr(&ms.vs)) {
+            detect_hints(&mut data);
+        }
         let mut out = Vec::with_capacity(data.len());
         let mut per_step = vec![0usize; ts.len()];
         for s in data.into_iter() {
             self.check()?;
             let mut pts = s.floats;
             pts.retain(|p| !is_stale_nan(p.1));
-            if pts.is_empty() {
+            let hpts = s.histograms;
+            if pts.is_empty() && hpts.is_empty() {
                 continue;
             }
             let win = windows(&pts, &eff, range);
+            let hwin = if hpts.is_empty() {
+                Vec::new()
+            } else {
+                windows(&hpts, &eff, range)
+            };
             let mut any = false;
             for (i, w) in win.iter().enumerate() {
                 if w.1 > w.0 {
@@ -470,8 +582,16 @@ impl Evaluator {
                     per_step[i] += w.1 - w.0;
                 }
             }
+            for (i, w) in hwin.iter().enumerate() {
+                if w.1 > w.0 {
+                    any = true;
+                    per_step[i] += w.1 - w.0;
+                }
+            }
             if any {
                 out.push(MS {
+                    hpts,
+                    hwin,
                     labels: s.labels,
                     drop: false,
                     pts,
@@ -513,11 +633,14 @@ impl Evaluator {
             }
         }
         let inner = self.eval(&sq.expr, &inner_ts)?;
-        let series: Vec<RawSeries> = match inner {
+        let series: Vec<(RawSeries, Vec<(i64, FloatHistogram)>)> = match inner {
             V::Scalar(v) => vec![(
-                Labels::empty(),
-                false,
-                inner_ts.iter().copied().zip(v).collect(),
+                (
+                    Labels::empty(),
+                    false,
+                    inner_ts.iter().copied().zip(v).collect(),
+                ),
+                Vec::new(),
             )],
             V::Vector(vs) => vs
                 .into_iter()
@@ -527,24 +650,36 @@ impl Evaluator {
                         .zip(s.v.iter())
                         .filter_map(|(t, v)| v.map(|v| (*t, v)))
                         .collect();
-                    (s.labels, s.drop, pts)
+                    let hpts = inner_ts
+                        .iter()
+                        .zip(s.h)
+                        .filter_map(|(t, h)| h.map(|h| (*t, *h)))
+                        .collect();
+                    ((s.labels, s.drop, pts), hpts)
                 })
                 .collect(),
             _ => return err("subquery is only allowed on instant vector or scalar"),
         };
         let mut out = Vec::new();
         let mut per_step = vec![0usize; ts.len()];
-        for (labels, drop, pts) in series {
+        for ((labels, drop, pts), hpts) in series {
             let win = windows(&pts, &eff, range);
+            let hwin = if hpts.is_empty() {
+                Vec::new()
+            } else {
+                windows(&hpts, &eff, range)
+            };
             let mut any = false;
-            for (i, w) in win.iter().enumerate() {
+            for (i, w) in win.iter().chain(hwin.iter()).enumerate() {
                 if w.1 > w.0 {
                     any = true;
-                    per_step[i] += w.1 - w.0;
+                    per_step[i % eff.len()] += w.1 - w.0;
                 }
             }
             if any {
                 out.push(MS {
+                    hpts,
+                    hwin,
                     labels,
                     drop,
                     pts,
@@ -586,12 +721,22 @@ impl Evaluator {
                     .collect();
                 Ok(V::Scalar(v))
             }
-            (V::Vector(l), V::Scalar(r)) => {
-                Ok(V::Vector(vector_scalar(&op, l, &r, false, return_bool)))
-            }
-            (V::Scalar(l), V::Vector(r)) => {
-                Ok(V::Vector(vector_scalar(&op, r, &l, true, return_bool)))
-            }
+            (V::Vector(l), V::Scalar(r)) => Ok(V::Vector(vector_scalar(
+                self,
+                &op,
+                l,
+                &r,
+                false,
+                return_bool,
+            ))),
+            (V::Scalar(l), V::Vector(r)) => Ok(V::Vector(vector_scalar(
+                self,
+                &op,
+                r,
+                &l,
+                true,
+                return_bool,
+            ))),
             (V::Vector(l), V::Vector(r)) => {
                 Ok(V::Vector(self.vector_vector(b, &op, l, r, ts.len())?))
             }
@@ -628,13 +773,15 @@ impl Evaluator {
                     let group = rmap.get(&lsig[i]);
                     let mut any = false;
                     for st in 0..n {
-                        if s.v[st].is_none() {
+                        if !s.has(st) {
                             continue;
                         }
-                        let present =
-                            group.is_some_and(|g| g.iter().any(|&j| rhs[j].v[st].is_some()));
+                        let present = group.is_some_and(|g| g.iter().any(|&j| rhs[j].has(st)));
                         if present != want {
                             s.v[st] = None;
+                            if !s.h.is_empty() {
+                                s.h[st] = None;
+                            }
                         } else {
                             any = true;
                         }
@@ -654,19 +801,24 @@ impl Evaluator {
                 for (j, s) in rhs.iter().enumerate() {
                     let group = lmap.get(&rsig[j]);
                     let mut v = s.v.clone();
+                    let mut h = s.h.clone();
                     let mut any = false;
-                    for (st, x) in v.iter_mut().enumerate() {
-                        if x.is_none() {
+                    for st in 0..v.len() {
+                        if !s.has(st) {
                             continue;
                         }
-                        if group.is_some_and(|g| g.iter().any(|&i| lhs[i].v[st].is_some())) {
-                            *x = None;
+                        if group.is_some_and(|g| g.iter().any(|&i| lhs[i].has(st))) {
+                            v[st] = None;
+                            if !h.is_empty() {
+                                h[st] = None;
+                            }
                         } else {
                             any = true;
                         }
                     }
                     if any {
                         extra.push(VS {
+                            h,
                             labels: s.labels.clone(),
                             drop: s.drop,
                             v,
@@ -719,8 +871,8 @@ impl Evaluator {
                 let present = |side: &[VS]| {
                     let mut p = vec![false; n];
                     for s in side {
-                        for (st, x) in s.v.iter().enumerate() {
-                            p[st] |= x.is_some();
+                        for (st, x) in p.iter_mut().enumerate() {
+                            *x |= s.has(st);
                         }
                     }
                     p
@@ -733,11 +885,8 @@ impl Evaluator {
                     }
                     // Duplicates on the "one" side.
                     for (sg, group) in multi_one.iter() {
-                        let present: Vec<usize> = group
-                            .iter()
-                            .copied()
-                            .filter(|&j| one[j].v[st].is_some())
-                            .collect();
+                        let present: Vec<usize> =
+                            group.iter().copied().filter(|&j| one[j].has(st)).collect();
                         if present.len() > 1 {
                             let side = if card == 2 { "left" } else { "right" };
                             return err(format!(
@@ -749,21 +898,33 @@ impl Evaluator {
                     let mut matched: std::collections::HashSet<&Labels> =
                         std::collections::HashSet::new();
                     for (i, ms) in many.iter().enumerate() {
-                        let Some(mv) = ms.v[st] else { continue };
+                        let Some(mv) = ms.val(st) else { continue };
                         let Some(group) = mgroup[i] else {
                             continue;
                         };
-                        let Some(&j) = group.iter().find(|&&j| one[j].v[st].is_some()) else {
+                        let Some(&j) = group.iter().find(|&&j| one[j].has(st)) else {
                             continue;
                         };
                         if many_dups && !matched.insert(&msig[i]) {
                             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
                         }
-                        let ov = one[j].v[st].unwrap_or_default();
+                        let Some(ov) = one[j].val(st) else { continue };
                         let (lv, rv) = if card == 2 { (ov, mv) } else { (mv, ov) };
-                        let (mut value, mut keep) = binop(op, lv, rv);
+                        let mut note = None;
+                        let res = elem_binop_ann(op, lv, rv, &mut note);
+                        if let Some(m) = note {
+                            self.info(m);
+                        }
+                        let (mut value, mut hvalue, mut keep) = match res {
+                            Ok(x) => x,
+                            Err(msg) => {
+                                self.annotate(msg);
+                                continue;
+                            }
+                        };
                         if return_bool {
                             value = if keep { 1.0 } else { 0.0 };
+                            hvalue = None;
                             keep = true;
                         }
                         if !keep {
@@ -784,6 +945,7 @@ impl Evaluator {
                                     Some(&k) => k,
                                     None => {
                                         out.push(VS {
+                                            h: Vec::new(),
                                             labels: labels.clone(),
                                             drop: false,
                                             v: vec![None; n],
@@ -796,13 +958,17 @@ impl Evaluator {
                                 k
                             }
                         };
-                        if out[oi].v[st].is_some() {
+                        if out[oi].has(st) {
                             if card == 0 {
                                 return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
                             }
                             return err("multiple matches for labels: grouping labels must ensure unique matches");
                         }
-                        out[oi].v[st] = Some(value);
+                        if hvalue.is_some() {
+                            out[oi].set_hist(st, hvalue);
+                        } else {
+                            out[oi].v[st] = Some(value);
+                        }
                         out[oi].drop |= drop_op || ms.drop;
                     }
                 }
@@ -812,8 +978,65 @@ impl Evaluator {
     }
 }
 
+/// Collects the selectors whose nearest enclosing histogram function is
+/// `histogram_count`, `histogram_sum` or `histogram_avg` (Prometheus's
+/// `detectHistogramStatsDecoding`); binary operators and subqueries start afresh.
+fn stats_selectors(e: &Expr, stats: bool, out: &mut std::collections::HashSet<usize>) {
+    match e {
+        Expr::VectorSelector(vs) if stats => {
+            out.insert(addr(vs));
+        }
+        Expr::MatrixSelector(ms) if stats => {
+            out.insert(addr(&ms.vs));
+        }
+        Expr::Call(c) => {
+            let st = match c.func.name {
+                "histogram_count" | "histogram_sum" | "histogram_avg" => true,
+                "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" => false,
+                _ => stats,
+            };
+            for a in &c.args.args {
+                stats_selectors(a, st, out);
+            }
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                stats_selectors(p, false, out);
+            }
+            stats_selectors(&a.expr, stats, out);
+        }
+        Expr::Paren(p) => stats_selectors(&p.expr, stats, out),
+        Expr::Unary(u) => stats_selectors(&u.expr, stats, out),
+        Expr::Binary(b) => {
+            stats_selectors(&b.lhs, false, out);
+            stats_selectors(&b.rhs, false, out);
+        }
+        Expr::Subquery(sq) => stats_selectors(&sq.expr, false, out),
+        _ => {}
+    }
+}
+
+/// Sets the unknown counter reset hints of histogram samples from explicit
+/// detection against the previous sample (the first stays unknown).
+fn detect_hints(data: &mut [Series]) {
+    use model::CounterResetHint as H;
+    for s in data.iter_mut() {
+        for i in 1..s.histograms.len() {
+            if s.histograms[i].1.counter_reset_hint != H::Unknown {
+                continue;
+            }
+            let reset = crate::hist::detect_reset(&s.histograms[i].1, &s.histograms[i - 1].1);
+            s.histograms[i].1.counter_reset_hint = if reset {
+                H::CounterReset
+            } else {
+                H::NotCounterReset
+            };
+        }
+    }
+}
+
 /// Per step, the index range of `pts` in the window `(end - range, end]`.
-pub(crate) fn windows(pts: &[(i64, f64)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
+pub(crate) fn windows<T>(pts: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
     let mut out = Vec::with_capacity(ends.len());
     let sorted = ends.windows(2).all(|w| w[0] <= w[1]);
     let (mut lo, mut hi) = (0usize, 0usize);
@@ -864,27 +1087,60 @@ pub(crate) fn binop(op: &str, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-fn vector_scalar(op: &str, vs: Vec<VS>, sc: &[f64], swap: bool, return_bool: bool) -> Vec<VS> {
+fn vector_scalar(
+    ev: &mut Evaluator,
+    op: &str,
+    vs: Vec<VS>,
+    sc: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Vec<VS> {
     let is_cmp = is_comparison(op);
     let mut out = Vec::with_capacity(vs.len());
     for mut s in vs {
         let mut any = false;
-        for (st, x) in s.v.iter_mut().enumerate() {
-            let Some(v) = *x else { continue };
-            let (l, r) = if swap { (sc[st], v) } else { (v, sc[st]) };
-            let (mut value, mut keep) = binop(op, l, r);
-            if is_cmp && swap {
-                value = r;
+        for (st, &scv) in sc.iter().enumerate().take(s.v.len()) {
+            let Some(x) = s.val(st) else { continue };
+            let (l, r) = if swap {
+                (Val::F(scv), x)
+            } else {
+                (x, Val::F(scv))
+            };
+            let mut note = None;
+            let res = elem_binop_ann(op, l, r, &mut note);
+            if let Some(m) = note {
+                ev.info(m);
             }
-            if return_bool {
+            let incompatible = res.is_err();
+            let (mut value, mut hvalue, mut keep) = match res {
+                Ok(x) => x,
+                Err(msg) => {
+                    ev.annotate(msg);
+                    (0.0, None, false)
+                }
+            };
+            if is_cmp && swap && !incompatible {
+                match r {
+                    Val::F(f) => value = f,
+                    Val::H(h) => hvalue = Some(h.clone()),
+                }
+            }
+            if return_bool && !incompatible {
                 value = if keep { 1.0 } else { 0.0 };
+                hvalue = None;
                 keep = true;
             }
+            s.v[st] = None;
+            if !s.h.is_empty() {
+                s.h[st] = None;
+            }
             if keep {
-                *x = Some(value);
+                if hvalue.is_some() {
+                    s.set_hist(st, hvalue);
+                } else {
+                    s.v[st] = Some(value);
+                }
                 any = true;
-            } else {
-                *x = None;
             }
         }
         if !is_cmp || return_bool {
@@ -895,6 +1151,69 @@ fn vector_scalar(op: &str, vs: Vec<VS>, sc: &[f64], swap: bool, return_bool: boo
         }
     }
     out
+}
+
+/// One sample value: a float or a histogram.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Val<'a> {
+    F(f64),
+    H(&'a FloatHistogram),
+}
+
+/// Prometheus's `vectorElemBinop`: the float or histogram result and whether to
+/// keep it; `Err` carries the annotation for incompatible operands.
+///
+/// An info about reconciled custom buckets is put in `note`.
+pub(crate) fn elem_binop_ann(
+    op: &str,
+    l: Val<'_>,
+    r: Val<'_>,
+    note: &mut Option<String>,
+) -> std::result::Result<(f64, Option<FloatHistogram>, bool), String> {
+    let incompatible = |a: &str, b: &str| {
+        Err(format!(
+            "info:incompatible sample types encountered for binary operator {}: {a} {op} {b}",
+            model::go_quote(op)
+        ))
+    };
+    match (l, r) {
+        (Val::F(a), Val::F(b)) => {
+            let (v, k) = binop(op, a, b);
+            Ok((v, None, k))
+        }
+        (Val::F(a), Val::H(h)) => match op {
+            "*" => Ok((0.0, Some(crate::hist::scale(h, a)), true)),
+            _ => incompatible("float", "histogram"),
+        },
+        (Val::H(h), Val::F(b)) => match op {
+            "*" => Ok((0.0, Some(crate::hist::scale(h, b)), true)),
+            "/" => Ok((0.0, Some(crate::hist::div(h, b)), true)),
+            _ => incompatible("histogram", "float"),
+        },
+        (Val::H(a), Val::H(b)) => match op {
+            "+" | "-" => {
+                let sign = if op == "+" { 1.0 } else { -1.0 };
+                match crate::hist::add_reconcile(a, b, sign) {
+                    Ok((mut h, rec)) => {
+                        if rec {
+                            *note = Some(format!(
+                                "mismatched custom buckets were reconciled during {}",
+                                if op == "+" { "addition" } else { "subtraction" }
+                            ));
+                        }
+                        if op == "-" {
+                            h.counter_reset_hint = model::CounterResetHint::Gauge;
+                        }
+                        Ok((0.0, Some(h), true))
+                    }
+                    Err(_) => Err("warn:vector contains a mix of histograms with exponential and custom buckets schemas for metric name \"\"".into()),
+                }
+            }
+            "==" => Ok((0.0, Some(a.clone()), crate::hist::equals(a, b))),
+            "!=" => Ok((0.0, Some(a.clone()), !crate::hist::equals(a, b))),
+            _ => incompatible("histogram", "histogram"),
+        },
+    }
 }
 
 /// The labels a vector-matching operation matches on.
@@ -1037,6 +1356,11 @@ impl Engine {
             lookback: dur_ms(&self.opts.lookback_delta),
             sub_step: dur_ms(&self.opts.default_subquery_step),
             fetches: Vec::new(),
+            stats: {
+                let mut set = std::collections::HashSet::new();
+                stats_selectors(&expr, false, &mut set);
+                set
+            },
         };
         let _ = planner.sub_step;
         planner.plan(&expr, start, end, None, None)?;
@@ -1059,6 +1383,7 @@ impl Engine {
             end,
             lookback: dur_ms(&self.opts.lookback_delta),
             data,
+            stats: std::mem::take(&mut planner.stats),
             warnings: Vec::new(),
             infos: Vec::new(),
             deadline,
@@ -1159,18 +1484,25 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
             V::Vector(vs) => {
                 let mut out = Vec::with_capacity(vs.len());
                 let mut seen = std::collections::HashSet::new();
-                for s in vs {
-                    if let Some(v) = s.v[0] {
-                        let labels = if s.drop {
-                            drop_name(&s.labels)
-                        } else {
-                            s.labels
-                        };
-                        if !seen.insert(labels.clone()) {
-                            return Err(dup());
-                        }
-                        out.push(Sample { labels, t, v });
+                for mut s in vs {
+                    let h = s.h.get_mut(0).and_then(|x| x.take()).map(|b| *b);
+                    if s.v[0].is_none() && h.is_none() {
+                        continue;
                     }
+                    let labels = if s.drop {
+                        drop_name(&s.labels)
+                    } else {
+                        s.labels
+                    };
+                    if !seen.insert(labels.clone()) {
+                        return Err(dup());
+                    }
+                    out.push(Sample {
+                        labels,
+                        t,
+                        v: s.v[0].unwrap_or(0.0),
+                        h,
+                    });
                 }
                 Value::Vector(out)
             }
@@ -1179,7 +1511,8 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
                 let mut seen = std::collections::HashSet::new();
                 for s in m.series {
                     let (a, b) = s.win[0];
-                    if b <= a {
+                    let (ha, hb) = s.hwin.first().copied().unwrap_or((0, 0));
+                    if b <= a && hb <= ha {
                         continue;
                     }
                     let labels = if s.drop {
@@ -1193,6 +1526,11 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
                     out.push(RangeSeries {
                         labels,
                         floats: s.pts[a..b].to_vec(),
+                        histograms: if hb > ha {
+                            s.hpts[ha..hb].to_vec()
+                        } else {
+                            Vec::new()
+                        },
                     });
                 }
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -1205,6 +1543,7 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
         V::Scalar(s) => out.push(RangeSeries {
             labels: Labels::empty(),
             floats: ts.iter().copied().zip(s).collect(),
+            histograms: Vec::new(),
         }),
         V::Vector(vs) => {
             let mut all: Vec<RangeSeries> = Vec::with_capacity(vs.len());
@@ -1214,7 +1553,12 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
                     .zip(s.v.iter())
                     .filter_map(|(t, v)| v.map(|v| (*t, v)))
                     .collect();
-                if pts.is_empty() {
+                let hpts: Vec<(i64, FloatHistogram)> = ts
+                    .iter()
+                    .zip(s.h)
+                    .filter_map(|(t, h)| h.map(|h| (*t, *h)))
+                    .collect();
+                if pts.is_empty() && hpts.is_empty() {
                     continue;
                 }
                 let labels = if s.drop {
@@ -1225,6 +1569,7 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
                 all.push(RangeSeries {
                     labels,
                     floats: pts,
+                    histograms: hpts,
                 });
             }
             // Series that end up with the same labels merge, unless they collide.
@@ -1232,8 +1577,21 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
             for s in all {
                 match out.last_mut() {
                     Some(prev) if prev.labels == s.labels => {
-                        let ex = &mut prev.floats;
                         for p in s.floats {
+                            if prev.histograms.iter().any(|h| h.0 == p.0) {
+                                return Err(dup());
+                            }
+                            let ex = &mut prev.floats;
+                            match ex.binary_search_by_key(&p.0, |x| x.0) {
+                                Ok(_) => return Err(dup()),
+                                Err(k) => ex.insert(k, p),
+                            }
+                        }
+                        for p in s.histograms {
+                            if prev.floats.iter().any(|f| f.0 == p.0) {
+                                return Err(dup());
+                            }
+                            let ex = &mut prev.histograms;
                             match ex.binary_search_by_key(&p.0, |x| x.0) {
                                 Ok(_) => return Err(dup()),
                                 Err(k) => ex.insert(k, p),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use model::{format_go_float, Labels, MatchType, METRIC_NAME};
+use model::{format_go_float, FloatHistogram, Labels, MatchType, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 
 use crate::engine::{err, selector_matchers, Evaluator, MatrixV, V, VS};
@@ -121,6 +121,7 @@ fn arg_matrix(ev: &mut Evaluator, c: &Call, i: usize, ts: &[i64]) -> Result<Matr
 fn map_values(vs: Vec<VS>, f: impl Fn(f64) -> f64) -> Vec<VS> {
     vs.into_iter()
         .map(|s| VS {
+            h: Vec::new(),
             labels: s.labels,
             drop: true,
             v: s.v.into_iter().map(|x| x.map(&f)).collect(),
@@ -131,6 +132,7 @@ fn map_values(vs: Vec<VS>, f: impl Fn(f64) -> f64) -> Vec<VS> {
 fn map_values_step(vs: Vec<VS>, f: impl Fn(f64, usize) -> f64) -> Vec<VS> {
     vs.into_iter()
         .map(|s| VS {
+            h: Vec::new(),
             labels: s.labels,
             drop: true,
             v: s.v
@@ -140,6 +142,680 @@ fn map_values_step(vs: Vec<VS>, f: impl Fn(f64, usize) -> f64) -> Vec<VS> {
                 .collect(),
         })
         .collect()
+}
+
+/// Infos for histograms with NaN observations; `text` gives the message.
+fn nan_observation_infos(
+    ev: &mut Evaluator,
+    v: &[VS],
+    text: impl Fn(&FloatHistogram, usize) -> &'static str,
+) {
+    for s in v {
+        for st in 0..s.h.len() {
+            if let Some(h) = s.hist(st) {
+                if crate::hist::has_nan_observations(h) {
+                    ev.info(format!(
+                        "{} for metric name {}",
+                        text(h, st),
+                        model::go_quote(s.labels.metric_name().unwrap_or(""))
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `histogram_quantile` over native histograms and classic bucket groups.
+fn hist_quantile(
+    ev: &mut Evaluator,
+    q: &[f64],
+    v: &[VS],
+    groups: Vec<(Labels, Vec<(usize, f64)>)>,
+    n: usize,
+) -> Vec<VS> {
+    let native = hist_map(v, |h, st| Some(crate::hist::quantile(q[st], h)));
+    nan_observation_infos(ev, v, |h, st| {
+        if crate::hist::quantile(q[st], h).is_nan() {
+            "input to histogram_quantile has NaN observations, result is NaN"
+        } else {
+            "input to histogram_quantile has NaN observations, result is skewed higher"
+        }
+    });
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        let mut vals = Vec::with_capacity(n);
+        let mut any = false;
+        #[allow(clippy::needless_range_loop)]
+        for st in 0..n {
+            let mut buckets: Vec<(f64, f64)> = members
+                .iter()
+                .filter_map(|&(i, le)| v[i].v[st].map(|x| (le, x)))
+                .collect();
+            if buckets.is_empty() {
+                vals.push(None);
+                continue;
+            }
+            let (r, forced) = bucket_quantile(q[st], &mut buckets);
+            if forced {
+                ev.info(format!("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {}", model::go_quote(key.metric_name().unwrap_or(""))));
+            }
+            any = true;
+            vals.push(Some(r));
+        }
+        if any {
+            out.push(VS {
+                h: Vec::new(),
+                labels: key,
+                drop: true,
+                v: vals,
+            });
+        }
+    }
+    merge_native_classic(ev, native, out)
+}
+
+/// Joins native and classic results; where both have a sample with the same
+/// labels at a step, neither is kept and Prometheus's warning is given.
+fn merge_native_classic(ev: &mut Evaluator, native: Vec<VS>, mut classic: Vec<VS>) -> Vec<VS> {
+    let mut out = Vec::new();
+    for mut ns in native {
+        if let Some(cs) = classic.iter_mut().find(|c| c.labels == ns.labels) {
+            for st in 0..ns.v.len() {
+                if ns.v[st].is_some() && cs.v[st].is_some() {
+                    ns.v[st] = None;
+                    cs.v[st] = None;
+                    ev.warn(format!(
+                        "vector contains a mix of classic and native histograms for metric name {}",
+                        model::go_quote(ns.labels.metric_name().unwrap_or(""))
+                    ));
+                }
+            }
+        }
+        if ns.v.iter().any(|x| x.is_some()) {
+            out.push(ns);
+        }
+    }
+    classic.retain(|c| c.v.iter().any(|x| x.is_some()));
+    out.extend(classic);
+    out
+}
+
+/// Float series computed from the histogram samples of `vs` (floats are ignored).
+fn hist_map(vs: &[VS], f: impl Fn(&FloatHistogram, usize) -> Option<f64>) -> Vec<VS> {
+    let mut out = Vec::new();
+    for s in vs {
+        if s.h.is_empty() {
+            continue;
+        }
+        let v: Vec<Option<f64>> = (0..s.v.len())
+            .map(|st| s.hist(st).and_then(|h| f(h, st)))
+            .collect();
+        if v.iter().any(|x| x.is_some()) {
+            out.push(VS {
+                h: Vec::new(),
+                labels: s.labels.clone(),
+                drop: true,
+                v,
+            });
+        }
+    }
+    out
+}
+
+/// Groups the float series of `v` by their labels without `le` (classic
+/// histograms), warning about a missing or malformed `le`.
+fn classic_groups(ev: &mut Evaluator, v: &[VS]) -> Vec<(Labels, Vec<(usize, f64)>)> {
+    let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
+    let mut gidx: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in v.iter().enumerate() {
+        if !s.v.iter().any(|x| x.is_some()) {
+            continue;
+        }
+        let le_s = s.labels.get("le").unwrap_or("");
+        let Some(le) = parse_go_float(le_s) else {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
+                model::go_quote(le_s),
+                model::go_quote(s.labels.metric_name().unwrap_or(""))
+            ));
+            continue;
+        };
+        let key = s.labels.without(&["le"]);
+        let g = *gidx.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push((i, le));
+    }
+    groups
+}
+
+/// Prometheus's `BucketFraction` over classic buckets `(le, cumulative count)`.
+fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce buckets with the same upper bound.
+    let mut co: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match co.last_mut() {
+            Some(l) if l.0 == b.0 => l.1 += b.1,
+            _ => co.push(b),
+        }
+    }
+    let count = co[co.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, bc)) in co.iter().enumerate() {
+        let lb = if i > 0 {
+            co[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let infinite = lb.is_infinite() || ub.is_infinite();
+        // No interpolation within a bucket of infinite width: it contributes
+        // nothing to the fraction.
+        let interp = |v: f64, is_lower: bool| {
+            if infinite {
+                // The value counts as at the bucket's finite bound.
+                let _ = is_lower;
+                if ub.is_infinite() {
+                    rank
+                } else {
+                    bc
+                }
+            } else {
+                rank + (bc - rank) * (v - lb) / (ub - lb)
+            }
+        };
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower, true);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper, false);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = bc;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    ((upper_rank - lower_rank) / count).max(0.0)
+}
+
+/// Marks the info about reconciled custom buckets among `histogram_rate`'s notes.
+const RECONCILED_SUB: &str = "info:mismatched custom buckets were reconciled during subtraction";
+
+/// Prometheus's `histogramRate`: the increase of histogram points (no
+/// extrapolation), with the warnings (texts to append the metric name to).
+fn histogram_rate(
+    pts: &[(i64, FloatHistogram)],
+    is_counter: bool,
+) -> (Option<FloatHistogram>, Vec<&'static str>) {
+    use crate::hist::{add, detect_reset, is_gauge};
+    let mut warns = Vec::new();
+    let mut prev = pts[0].1.clone();
+    let last = &pts[pts.len() - 1].1;
+    let mut custom = prev.uses_custom_buckets();
+    if is_counter && (is_gauge(&prev) || is_gauge(last)) {
+        warns.push("this native histogram metric is not a counter: ");
+    }
+    if is_counter && pts.len() > 1 {
+        let second = &pts[1].1;
+        if detect_reset(second, &prev) {
+            prev = FloatHistogram {
+                schema: second.schema,
+                custom_values: second.custom_values.clone(),
+                ..Default::default()
+            };
+            custom = second.uses_custom_buckets();
+        }
+    }
+    const MIXED: &str =
+        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name ";
+    if last.uses_custom_buckets() != custom {
+        warns.push(MIXED);
+        return (None, warns);
+    }
+    for p in &pts[1..pts.len() - 1] {
+        if !is_counter {
+            continue;
+        }
+        if is_gauge(&p.1) {
+            warns.push("this native histogram metric is not a counter: ");
+        }
+        if p.1.uses_custom_buckets() != custom {
+            return (None, vec![MIXED]);
+        }
+    }
+    let first_prev = prev.clone();
+    let Ok((mut h, rec)) = crate::hist::add_reconcile(last, &first_prev, -1.0) else {
+        return (None, warns);
+    };
+    if rec {
+        warns.push(RECONCILED_SUB);
+    }
+    if is_counter {
+        let mut prev = first_prev;
+        for p in &pts[1..] {
+            if detect_reset(&p.1, &prev) {
+                match add(&h, &prev, 1.0) {
+                    Ok(x) => h = x,
+                    Err(_) => return (None, warns),
+                }
+            }
+            prev = p.1.clone();
+        }
+    } else if !is_gauge(&pts[0].1) || !is_gauge(last) {
+        warns.push("this native histogram metric is not a gauge: ");
+    }
+    warns.dedup();
+    (Some(h), warns)
+}
+
+/// A float `*_over_time` function over the points of one window.
+fn float_over_time(name: &str, p: &[(i64, f64)]) -> f64 {
+    match name {
+        "avg_over_time" => {
+            let vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            crate::aggr::avg(&vals)
+        }
+        "sum_over_time" => {
+            let (mut s, mut c) = (0.0, 0.0);
+            for x in p {
+                (s, c) = kahan_inc(x.1, s, c);
+            }
+            s + c
+        }
+        "count_over_time" => p.len() as f64,
+        "min_over_time" | "ts_of_min_over_time" => {
+            let mut m = p[0];
+            for &x in &p[1..] {
+                if (x.1 <= m.1 || m.1.is_nan())
+                    && (x.1 < m.1 || m.1.is_nan() || name == "ts_of_min_over_time")
+                {
+                    m = x;
+                }
+            }
+            if name == "min_over_time" {
+                m.1
+            } else {
+                m.0 as f64 / 1000.0
+            }
+        }
+        "max_over_time" | "ts_of_max_over_time" => {
+            let mut m = p[0];
+            for &x in &p[1..] {
+                if (x.1 >= m.1 || m.1.is_nan())
+                    && (x.1 > m.1 || m.1.is_nan() || name == "ts_of_max_over_time")
+                {
+                    m = x;
+                }
+            }
+            if name == "max_over_time" {
+                m.1
+            } else {
+                m.0 as f64 / 1000.0
+            }
+        }
+        "stddev_over_time" => stdvar(p).sqrt(),
+        "stdvar_over_time" => stdvar(p),
+        "last_over_time" => p[p.len() - 1].1,
+        "first_over_time" => p[0].1,
+        "ts_of_last_over_time" => p[p.len() - 1].0 as f64 / 1000.0,
+        "ts_of_first_over_time" => p[0].0 as f64 / 1000.0,
+        "present_over_time" => 1.0,
+        _ => {
+            // mad_over_time
+            let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+            if vals.iter().any(|x| x.is_nan()) {
+                return f64::NAN;
+            }
+            let med = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = vals.iter().map(|x| (x - med).abs()).collect();
+            quantile(0.5, &mut dev)
+        }
+    }
+}
+
+/// The info Prometheus gives when a float function ignores the histograms of a
+/// range that has both.
+fn mixed_range_info(ev: &mut Evaluator, m: &MatrixV) {
+    for s in &m.series {
+        if s.hpts.is_empty() {
+            continue;
+        }
+        let mixed = s
+            .win
+            .iter()
+            .zip(s.hwin.iter())
+            .any(|(w, h)| w.1 > w.0 && h.1 > h.0);
+        if mixed {
+            ev.info(format!(
+                "ignored histograms in a range containing both floats and histograms for metric name {}",
+                model::go_quote(s.labels.metric_name().unwrap_or(""))
+            ));
+        }
+    }
+}
+
+/// The samples of a window merged in time order (`Err` for histograms).
+fn merged<'a>(
+    fl: &'a [(i64, f64)],
+    hs: &'a [(i64, FloatHistogram)],
+) -> Vec<(i64, std::result::Result<f64, &'a FloatHistogram>)> {
+    let mut out = Vec::with_capacity(fl.len() + hs.len());
+    let (mut i, mut j) = (0, 0);
+    while i < fl.len() || j < hs.len() {
+        if j >= hs.len() || (i < fl.len() && fl[i].0 < hs[j].0) {
+            out.push((fl[i].0, Ok(fl[i].1)));
+            i += 1;
+        } else {
+            out.push((hs[j].0, Err(&hs[j].1)));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// `resets`/`changes` over floats and histograms.
+fn resets_changes(fl: &[(i64, f64)], hs: &[(i64, FloatHistogram)], resets: bool) -> f64 {
+    let all = merged(fl, hs);
+    let mut count = 0.0;
+    for w in all.windows(2) {
+        let hit = match (&w[0].1, &w[1].1) {
+            (Ok(a), Ok(b)) => {
+                if resets {
+                    b < a
+                } else {
+                    a != b && !(a.is_nan() && b.is_nan())
+                }
+            }
+            (Err(a), Err(b)) => {
+                if resets {
+                    crate::hist::detect_reset(b, a)
+                } else {
+                    !crate::hist::equals(a, b)
+                }
+            }
+            _ => true,
+        };
+        if hit {
+            count += 1.0;
+        }
+    }
+    count
+}
+
+/// `irate`/`idelta` over a window with histograms (Prometheus's `instantValue`).
+fn instant_value_mixed(
+    ev: &mut Evaluator,
+    fl: &[(i64, f64)],
+    hs: &[(i64, FloatHistogram)],
+    is_rate: bool,
+    labels: &Labels,
+) -> Option<Out> {
+    let all = merged(fl, hs);
+    if all.len() < 2 {
+        return None;
+    }
+    let mname = || model::go_quote(labels.metric_name().unwrap_or(""));
+    let (prev, last) = (&all[all.len() - 2], &all[all.len() - 1]);
+    let interval = last.0 - prev.0;
+    if interval == 0 {
+        return None;
+    }
+    match (&prev.1, &last.1) {
+        (Ok(a), Ok(b)) => {
+            let mut r = if is_rate && b < a { *b } else { b - a };
+            if is_rate {
+                r /= interval as f64 / 1000.0;
+            }
+            Some(Out::F(r))
+        }
+        (Err(a), Err(b)) => {
+            use crate::hist::is_gauge;
+            if !is_rate && (!is_gauge(a) || !is_gauge(b)) {
+                ev.warn(format!(
+                    "this native histogram metric is not a gauge: {}",
+                    mname()
+                ));
+            }
+            if is_rate && (is_gauge(a) || is_gauge(b)) {
+                ev.warn(format!(
+                    "this native histogram metric is not a counter: {}",
+                    mname()
+                ));
+            }
+            let mut h = if is_rate && crate::hist::detect_reset(b, a) {
+                (*b).clone()
+            } else {
+                match crate::hist::add_reconcile(b, a, -1.0) {
+                    Ok((h, rec)) => {
+                        if rec {
+                            ev.info(
+                                "mismatched custom buckets were reconciled during subtraction"
+                                    .into(),
+                            );
+                        }
+                        h
+                    }
+                    Err(_) => {
+                        ev.warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}", mname()));
+                        return None;
+                    }
+                }
+            };
+            if is_rate {
+                h = crate::hist::scale(&h, 1000.0 / interval as f64);
+            }
+            h.counter_reset_hint = model::CounterResetHint::Gauge;
+            Some(Out::H(h))
+        }
+        _ => {
+            ev.warn(format!(
+                "encountered a mix of histograms and floats for metric name {}",
+                mname()
+            ));
+            None
+        }
+    }
+}
+
+/// A function's result for one step: a float or a histogram.
+enum Out {
+    F(f64),
+    H(FloatHistogram),
+}
+
+/// Like [`over_matrix`], with the float and histogram points of each window.
+fn over_matrix_mixed(
+    ev: &mut Evaluator,
+    m: &MatrixV,
+    keep_name: bool,
+    mut f: impl FnMut(
+        &mut Evaluator,
+        &[(i64, f64)],
+        &[(i64, FloatHistogram)],
+        usize,
+        &Labels,
+    ) -> Option<Out>,
+) -> Result<Vec<VS>> {
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        ev.check()?;
+        let n = s.win.len();
+        let mut v = Vec::with_capacity(n);
+        let mut hv: Vec<Option<Box<FloatHistogram>>> = Vec::new();
+        let mut any = false;
+        for st in 0..n {
+            let (a, b) = s.win[st];
+            let (ha, hb) = s.hwin.get(st).copied().unwrap_or((0, 0));
+            let fl = if b > a { &s.pts[a..b] } else { &[][..] };
+            let hs = if hb > ha { &s.hpts[ha..hb] } else { &[][..] };
+            let r = if fl.is_empty() && hs.is_empty() {
+                None
+            } else {
+                f(ev, fl, hs, st, &s.labels)
+            };
+            match r {
+                Some(Out::F(x)) => {
+                    any = true;
+                    v.push(Some(x));
+                }
+                Some(Out::H(h)) => {
+                    any = true;
+                    v.push(None);
+                    if hv.is_empty() {
+                        hv = vec![None; n];
+                    }
+                    hv[st] = Some(Box::new(h));
+                }
+                None => v.push(None),
+            }
+        }
+        if any {
+            out.push(VS {
+                h: hv,
+                labels: s.labels.clone(),
+                drop: if keep_name { s.drop } else { true },
+                v,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The `*_over_time` functions over a range vector that has histograms.
+fn over_time_mixed(ev: &mut Evaluator, m: &MatrixV, name: &str, keep: bool) -> Result<V> {
+    let out = over_matrix_mixed(ev, m, keep, |ev, fl, hs, _, labels| {
+        let mname = || model::go_quote(labels.metric_name().unwrap_or(""));
+        match name {
+            "count_over_time" => Some(Out::F((fl.len() + hs.len()) as f64)),
+            "present_over_time" => Some(Out::F(1.0)),
+            "last_over_time" | "ts_of_last_over_time" => {
+                let lf = fl.last();
+                let lh = hs.last();
+                let use_h = match (lf, lh) {
+                    (Some(f), Some(h)) => h.0 > f.0,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                if name == "ts_of_last_over_time" {
+                    let t = if use_h {
+                        lh.map(|x| x.0)
+                    } else {
+                        lf.map(|x| x.0)
+                    };
+                    return t.map(|t| Out::F(t as f64 / 1000.0));
+                }
+                if use_h {
+                    lh.map(|x| Out::H(x.1.clone()))
+                } else {
+                    lf.map(|x| Out::F(x.1))
+                }
+            }
+            "first_over_time" | "ts_of_first_over_time" => {
+                let ff = fl.first();
+                let fh = hs.first();
+                let use_h = match (ff, fh) {
+                    (Some(f), Some(h)) => h.0 < f.0,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                if name == "ts_of_first_over_time" {
+                    let t = if use_h {
+                        fh.map(|x| x.0)
+                    } else {
+                        ff.map(|x| x.0)
+                    };
+                    return t.map(|t| Out::F(t as f64 / 1000.0));
+                }
+                if use_h {
+                    fh.map(|x| Out::H(x.1.clone()))
+                } else {
+                    ff.map(|x| Out::F(x.1))
+                }
+            }
+            "sum_over_time" | "avg_over_time" => {
+                if !fl.is_empty() && !hs.is_empty() {
+                    ev.warn(format!(
+                        "encountered a mix of histograms and floats for metric name {}",
+                        mname()
+                    ));
+                    return None;
+                }
+                if hs.is_empty() {
+                    return Some(Out::F(float_over_time(name, fl)));
+                }
+                let refs: Vec<&FloatHistogram> = hs.iter().map(|x| &x.1).collect();
+                if crate::hist::conflicting_resets(&refs) {
+                    ev.warn("conflicting counter resets during histogram aggregation".into());
+                }
+                let total = if name == "avg_over_time" {
+                    crate::hist::avg_all(&refs)
+                } else {
+                    crate::hist::sum_all(&refs)
+                };
+                let acc = match total {
+                    Ok((x, rec)) => {
+                        if rec {
+                            ev.info(
+                                "mismatched custom buckets were reconciled during aggregation"
+                                    .into(),
+                            );
+                        }
+                        x
+                    }
+                    Err(_) => {
+                        ev.warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}", mname()));
+                        return None;
+                    }
+                };
+                Some(Out::H(acc))
+            }
+            _ => {
+                if fl.is_empty() {
+                    return None;
+                }
+                if !hs.is_empty() {
+                    ev.info(format!(
+                        "ignored histograms in a range containing both floats and histograms for metric name {}",
+                        mname()
+                    ));
+                }
+                Some(Out::F(float_over_time(name, fl)))
+            }
+        }
+    })?;
+    Ok(V::Vector(out))
 }
 
 /// Applies `f` to every series window of a range vector.
@@ -165,6 +841,7 @@ fn over_matrix(
         }
         if any {
             out.push(VS {
+                h: Vec::new(),
                 labels: s.labels.clone(),
                 drop: if keep_name { s.drop } else { true },
                 v,
@@ -541,6 +1218,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         "vector" => {
             let s = arg_scalar(ev, c, 0, ts)?;
             Ok(V::Vector(vec![VS {
+                h: Vec::new(),
                 labels: Labels::empty(),
                 drop: false,
                 v: s.into_iter().map(Some).collect(),
@@ -643,6 +1321,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     .map(|&t| Some(date_part(name, t as f64 / 1000.0)))
                     .collect();
                 return Ok(V::Vector(vec![VS {
+                    h: Vec::new(),
                     labels: Labels::empty(),
                     drop: false,
                     v,
@@ -727,6 +1406,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         }
         "sort" | "sort_desc" => {
             let mut v = arg_vector(ev, c, 0, ts)?;
+            // Histogram samples are dropped.
+            for s in v.iter_mut() {
+                s.h.clear();
+            }
+            v.retain(|s| s.v.iter().any(|x| x.is_some()));
             let desc = name == "sort_desc";
             v.sort_by(|a, b| {
                 let (x, y) = (a.v[0].unwrap_or(f64::NAN), b.v[0].unwrap_or(f64::NAN));
@@ -776,7 +1460,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
             let labels = absent_labels(&c.args.args[0]);
             let vals: Vec<Option<f64>> = (0..n)
                 .map(|st| {
-                    if v.iter().any(|s| s.v[st].is_some()) {
+                    if v.iter().any(|s| s.has(st)) {
                         None
                     } else {
                         Some(1.0)
@@ -787,6 +1471,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                 return Ok(V::Vector(vec![]));
             }
             Ok(V::Vector(vec![VS {
+                h: Vec::new(),
                 labels,
                 drop: false,
                 v: vals,
@@ -797,7 +1482,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
             let labels = absent_labels(&c.args.args[0]);
             let vals: Vec<Option<f64>> = (0..n)
                 .map(|st| {
-                    if m.series.iter().any(|s| s.win[st].1 > s.win[st].0) {
+                    if m.series.iter().any(|s| {
+                        s.win[st].1 > s.win[st].0 || s.hwin.get(st).is_some_and(|w| w.1 > w.0)
+                    }) {
                         None
                     } else {
                         Some(1.0)
@@ -808,6 +1495,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                 return Ok(V::Vector(vec![]));
             }
             Ok(V::Vector(vec![VS {
+                h: Vec::new(),
                 labels,
                 drop: false,
                 v: vals,
@@ -836,13 +1524,110 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     }
                 }
             }
-            Ok(V::Vector(over_matrix(ev, &m, false, |_, p, st, _| {
+            let mut out = over_matrix(ev, &m, false, |_, p, st, _| {
                 extrapolated_rate(p, ends[st], range, is_counter, is_rate)
-            })?))
+            })?;
+            // Histogram samples.
+            for s in &m.series {
+                if s.hpts.is_empty() {
+                    continue;
+                }
+                let mname = s.labels.metric_name().unwrap_or("").to_string();
+                let mut hv: Vec<Option<Box<FloatHistogram>>> = vec![None; ends.len()];
+                let mut mixed = vec![false; ends.len()];
+                for st in 0..ends.len() {
+                    let (a, b) = s.hwin[st];
+                    let (fa, fb) = s.win[st];
+                    if b <= a {
+                        continue;
+                    }
+                    if fb > fa {
+                        mixed[st] = true;
+                        ev.warn(format!(
+                            "encountered a mix of histograms and floats for metric name {}",
+                            model::go_quote(&mname)
+                        ));
+                        continue;
+                    }
+                    let pts = &s.hpts[a..b];
+                    if pts.len() < 2 {
+                        continue;
+                    }
+                    let (r, warns) = histogram_rate(pts, is_counter);
+                    for w in warns {
+                        if w == RECONCILED_SUB {
+                            ev.annotate(w.to_string());
+                        } else {
+                            ev.warn(format!("{w}{}", model::go_quote(&mname)));
+                        }
+                    }
+                    let Some(r) = r else { continue };
+                    let first = &pts[0];
+                    let last = &pts[pts.len() - 1];
+                    let range_start = ends[st] - range;
+                    let mut dur_to_start = (first.0 - range_start) as f64 / 1000.0;
+                    let mut dur_to_end = (ends[st] - last.0) as f64 / 1000.0;
+                    let sampled = (last.0 - first.0) as f64 / 1000.0;
+                    let avg_between = sampled / (pts.len() - 1) as f64;
+                    let threshold = avg_between * 1.1;
+                    if dur_to_start >= threshold {
+                        dur_to_start = avg_between / 2.0;
+                    }
+                    if is_counter && r.count > 0.0 && first.1.count >= 0.0 {
+                        let dz = sampled * (first.1.count / r.count);
+                        if dz < dur_to_start {
+                            dur_to_start = dz;
+                        }
+                    }
+                    if dur_to_end >= threshold {
+                        dur_to_end = avg_between / 2.0;
+                    }
+                    let mut factor = (sampled + dur_to_start + dur_to_end) / sampled;
+                    if is_rate {
+                        factor /= range as f64 / 1000.0;
+                    }
+                    let mut h = crate::hist::scale(&r, factor);
+                    h.counter_reset_hint = model::CounterResetHint::Gauge;
+                    hv[st] = Some(Box::new(h));
+                }
+                let has_any = hv.iter().any(|x| x.is_some()) || mixed.iter().any(|x| *x);
+                if !has_any {
+                    continue;
+                }
+                match out.iter_mut().find(|o| o.labels == s.labels) {
+                    Some(o) => {
+                        for st in 0..ends.len() {
+                            if mixed[st] {
+                                o.v[st] = None;
+                            }
+                            if hv[st].is_some() {
+                                o.v[st] = None;
+                            }
+                        }
+                        o.h = hv;
+                    }
+                    None => out.push(VS {
+                        h: hv,
+                        labels: s.labels.clone(),
+                        drop: true,
+                        v: vec![None; ends.len()],
+                    }),
+                }
+            }
+            out.retain(|o| o.v.iter().any(|x| x.is_some()) || o.h.iter().any(|x| x.is_some()));
+            Ok(V::Vector(out))
         }
         "irate" | "idelta" => {
             let m = arg_matrix(ev, c, 0, ts)?;
             let is_rate = name == "irate";
+            if !m.series.iter().all(|s| s.hpts.is_empty()) {
+                return Ok(V::Vector(over_matrix_mixed(
+                    ev,
+                    &m,
+                    false,
+                    |ev, fl, hs, _, labels| instant_value_mixed(ev, fl, hs, is_rate, labels),
+                )?));
+            }
             Ok(V::Vector(over_matrix(ev, &m, false, |_, p, _, _| {
                 if p.len() < 2 {
                     return None;
@@ -865,6 +1650,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         }
         "deriv" => {
             let m = arg_matrix(ev, c, 0, ts)?;
+            mixed_range_info(ev, &m);
             Ok(V::Vector(over_matrix(ev, &m, false, |_, p, _, _| {
                 if p.len() < 2 {
                     return None;
@@ -874,6 +1660,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         }
         "predict_linear" => {
             let m = arg_matrix(ev, c, 0, ts)?;
+            mixed_range_info(ev, &m);
             let d = arg_scalar(ev, c, 1, ts)?;
             Ok(V::Vector(over_matrix(ev, &m, false, |_, p, st, _| {
                 if p.len() < 2 {
@@ -886,6 +1673,14 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         "resets" | "changes" => {
             let m = arg_matrix(ev, c, 0, ts)?;
             let resets = name == "resets";
+            if !m.series.iter().all(|s| s.hpts.is_empty()) {
+                return Ok(V::Vector(over_matrix_mixed(
+                    ev,
+                    &m,
+                    false,
+                    |_, fl, hs, _, _| Some(Out::F(resets_changes(fl, hs, resets))),
+                )?));
+            }
             Ok(V::Vector(over_matrix(ev, &m, false, |_, p, _, _| {
                 let mut count = 0.0;
                 for w in p.windows(2) {
@@ -918,73 +1713,17 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         | "ts_of_first_over_time" => {
             let m = arg_matrix(ev, c, 0, ts)?;
             let keep = name == "last_over_time" || name == "first_over_time";
+            if m.series.iter().any(|s| !s.hpts.is_empty()) {
+                return over_time_mixed(ev, &m, name, keep);
+            }
             Ok(V::Vector(over_matrix(ev, &m, keep, |_, p, _, _| {
-                Some(match name {
-                    "avg_over_time" => {
-                        let vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                        crate::aggr::avg(&vals)
-                    }
-                    "sum_over_time" => {
-                        let (mut s, mut c) = (0.0, 0.0);
-                        for x in p {
-                            (s, c) = kahan_inc(x.1, s, c);
-                        }
-                        s + c
-                    }
-                    "count_over_time" => p.len() as f64,
-                    "min_over_time" | "ts_of_min_over_time" => {
-                        let mut m = p[0];
-                        for &x in &p[1..] {
-                            if (x.1 <= m.1 || m.1.is_nan())
-                                && (x.1 < m.1 || m.1.is_nan() || name == "ts_of_min_over_time")
-                            {
-                                m = x;
-                            }
-                        }
-                        if name == "min_over_time" {
-                            m.1
-                        } else {
-                            m.0 as f64 / 1000.0
-                        }
-                    }
-                    "max_over_time" | "ts_of_max_over_time" => {
-                        let mut m = p[0];
-                        for &x in &p[1..] {
-                            if (x.1 >= m.1 || m.1.is_nan())
-                                && (x.1 > m.1 || m.1.is_nan() || name == "ts_of_max_over_time")
-                            {
-                                m = x;
-                            }
-                        }
-                        if name == "max_over_time" {
-                            m.1
-                        } else {
-                            m.0 as f64 / 1000.0
-                        }
-                    }
-                    "stddev_over_time" => stdvar(p).sqrt(),
-                    "stdvar_over_time" => stdvar(p),
-                    "last_over_time" => p[p.len() - 1].1,
-                    "first_over_time" => p[0].1,
-                    "ts_of_last_over_time" => p[p.len() - 1].0 as f64 / 1000.0,
-                    "ts_of_first_over_time" => p[0].0 as f64 / 1000.0,
-                    "present_over_time" => 1.0,
-                    _ => {
-                        // mad_over_time
-                        let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                        if vals.iter().any(|x| x.is_nan()) {
-                            return Some(f64::NAN);
-                        }
-                        let med = quantile(0.5, &mut vals);
-                        let mut dev: Vec<f64> = vals.iter().map(|x| (x - med).abs()).collect();
-                        quantile(0.5, &mut dev)
-                    }
-                })
+                Some(float_over_time(name, p))
             })?))
         }
         "quantile_over_time" => {
             let q = arg_scalar(ev, c, 0, ts)?;
             let m = arg_matrix(ev, c, 1, ts)?;
+            mixed_range_info(ev, &m);
             if let Some(&bad) = q.iter().find(|q| q.is_nan() || !(0.0..=1.0).contains(*q)) {
                 if !m.series.is_empty() {
                     ev.warn(format!(
@@ -1000,6 +1739,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         }
         "double_exponential_smoothing" => {
             let m = arg_matrix(ev, c, 0, ts)?;
+            mixed_range_info(ev, &m);
             let sf = arg_scalar(ev, c, 1, ts)?;
             let tf = arg_scalar(ev, c, 2, ts)?;
             for st in 0..n {
@@ -1038,28 +1778,23 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         "histogram_quantile" => {
             let q = arg_scalar(ev, c, 0, ts)?;
             let v = arg_vector(ev, c, 1, ts)?;
-            let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
-            let mut gidx: HashMap<Labels, usize> = HashMap::new();
-            for (i, s) in v.iter().enumerate() {
-                let le_s = s.labels.get("le").unwrap_or("");
-                let Some(le) = parse_go_float(le_s) else {
-                    if s.v.iter().any(|x| x.is_some()) {
-                        ev.warn(format!(
-                            "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
-                            model::go_quote(le_s),
-                            model::go_quote(s.labels.metric_name().unwrap_or(""))
-                        ));
-                    }
-                    continue;
-                };
-                let key = s.labels.without(&["le"]);
-                let g = *gidx.entry(key.clone()).or_insert_with(|| {
-                    groups.push((key, Vec::new()));
-                    groups.len() - 1
-                });
-                groups[g].1.push((i, le));
+            if let Some(&bad) = q.iter().find(|q| q.is_nan() || !(0.0..=1.0).contains(*q)) {
+                ev.warn(format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    format_go_float(bad)
+                ));
             }
-            if !groups.is_empty() {
+            let groups = classic_groups(ev, &v);
+            Ok(V::Vector(hist_quantile(ev, &q, &v, groups, n)))
+        }
+        "histogram_quantiles" => {
+            let v = arg_vector(ev, c, 0, ts)?;
+            let label = arg_string(ev, c, 1, ts)?;
+            let mut qs = Vec::new();
+            for i in 2..nargs {
+                qs.push(arg_scalar(ev, c, i, ts)?);
+            }
+            for q in &qs {
                 if let Some(&bad) = q.iter().find(|q| q.is_nan() || !(0.0..=1.0).contains(*q)) {
                     ev.warn(format!(
                         "quantile value should be between 0 and 1, got {}",
@@ -1067,13 +1802,42 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     ));
                 }
             }
-            let mut out = Vec::with_capacity(groups.len());
+            let groups = classic_groups(ev, &v);
+            let mut out: Vec<VS> = Vec::new();
+            for q in &qs {
+                let mut text = format_go_float(q[0]);
+                if !text.contains(['.', 'e', 'I', 'N']) {
+                    text.push_str(".0");
+                }
+                for mut s in hist_quantile(ev, q, &v, groups.clone(), n) {
+                    if s.labels.get(&label).is_some() {
+                        return err(format!(
+                            "label {} already exists in the input series",
+                            model::go_quote(&label)
+                        ));
+                    }
+                    s.labels = s.labels.with(&label, &text);
+                    out.push(s);
+                }
+            }
+            Ok(V::Vector(out))
+        }
+        "histogram_fraction" => {
+            let lo = arg_scalar(ev, c, 0, ts)?;
+            let hi = arg_scalar(ev, c, 1, ts)?;
+            let v = arg_vector(ev, c, 2, ts)?;
+            let native = hist_map(&v, |h, st| Some(crate::hist::fraction(lo[st], hi[st], h)));
+            nan_observation_infos(ev, &v, |_, _| {
+                "input to histogram_fraction has NaN observations, which are excluded from all fractions"
+            });
+            let mut out = Vec::new();
+            let groups = classic_groups(ev, &v);
             for (key, members) in groups {
                 let mut vals = Vec::with_capacity(n);
                 let mut any = false;
                 #[allow(clippy::needless_range_loop)]
                 for st in 0..n {
-                    let mut buckets: Vec<(f64, f64)> = members
+                    let buckets: Vec<(f64, f64)> = members
                         .iter()
                         .filter_map(|&(i, le)| v[i].v[st].map(|x| (le, x)))
                         .collect();
@@ -1081,51 +1845,32 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                         vals.push(None);
                         continue;
                     }
-                    let (r, forced) = bucket_quantile(q[st], &mut buckets);
-                    if forced {
-                        ev.info(format!("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {}", model::go_quote(key.metric_name().unwrap_or(""))));
-                    }
                     any = true;
-                    vals.push(Some(r));
+                    vals.push(Some(bucket_fraction(lo[st], hi[st], buckets)));
                 }
                 if any {
                     out.push(VS {
+                        h: Vec::new(),
                         labels: key,
                         drop: true,
                         v: vals,
                     });
                 }
             }
-            Ok(V::Vector(out))
-        }
-        "histogram_fraction" | "histogram_quantiles" => {
-            // Classic buckets: only the `le` validation is implemented so far.
-            let vi = if name == "histogram_fraction" { 2 } else { 0 };
-            for i in 0..nargs {
-                if i != vi {
-                    ev.eval(&c.args.args[i], ts)?;
-                }
-            }
-            let v = arg_vector(ev, c, vi, ts)?;
-            for s in &v {
-                let le_s = s.labels.get("le").unwrap_or("");
-                if parse_go_float(le_s).is_none() {
-                    ev.warn(format!(
-                        "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
-                        model::go_quote(le_s),
-                        model::go_quote(s.labels.metric_name().unwrap_or(""))
-                    ));
-                }
-            }
-            Ok(V::Vector(vec![]))
+            Ok(V::Vector(merge_native_classic(ev, native, out)))
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            // Native histograms only: float samples are ignored.
-            for i in 0..nargs {
-                ev.eval(&c.args.args[i], ts)?;
-            }
-            Ok(V::Vector(vec![]))
+            let v = arg_vector(ev, c, 0, ts)?;
+            Ok(V::Vector(hist_map(&v, |h, _| {
+                Some(match name {
+                    "histogram_count" => h.count,
+                    "histogram_sum" => h.sum,
+                    "histogram_avg" => h.sum / h.count,
+                    "histogram_stddev" => crate::hist::variance(h).sqrt(),
+                    _ => crate::hist::variance(h),
+                })
+            })))
         }
         _ => err(format!("function \"{name}\" is not supported")),
     }

@@ -15,6 +15,7 @@ mod aggr;
 pub mod blocks;
 mod engine;
 mod funcs;
+mod hist;
 pub mod promqltest;
 mod queryable;
 mod value;

@@ -1,16 +1,19 @@
 //! A runner for Prometheus's PromQL test scripts (`promql/promqltest/testdata/*.test`).
 //!
 //! Supports `load` (with the expanding value notation, `_`, `stale`, and native
-//! histogram literals, which are recognised but not loaded), `clear`, `eval instant`,
-//! `eval range`, the `expect` lines and the deprecated `eval_fail`/`eval_warn`/
-//! `eval_info`/`eval_ordered` forms. Which evals to skip, and which files must pass,
+//! histogram literals `{{schema:… sum:… buckets:[…] …}}` with their `{{a}}+{{b}}xN`
+//! expansion), `load_with_nhcb` (classic histograms also loaded as native
+//! histograms with custom buckets), `clear`, `eval instant`, `eval range`, the
+//! `expect` lines and the deprecated `eval_fail`/`eval_warn`/`eval_info`/
+//! `eval_ordered` forms. Expected histograms compare like promqltest's
+//! `compareNativeHistogram`. Which evals to skip, and which files must pass,
 //! live in `conformance.yaml` beside this crate's manifest.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use model::Labels;
+use model::{CounterResetHint, FloatHistogram, Labels};
 use serde::Deserialize;
 
 use crate::{Engine, EngineOpts, MemQueryable, QueryResult, Value};
@@ -38,12 +41,12 @@ pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 const EPSILON: f64 = 0.000001;
 
 /// One value of a series description.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SeqVal {
     Omitted,
     Float(f64),
     Stale,
-    Histogram,
+    Histogram(Box<FloatHistogram>),
 }
 
 #[derive(Debug, Clone)]
@@ -295,19 +298,110 @@ fn tokens(s: &str) -> Vec<String> {
     out
 }
 
+/// Parses the inside of a `{{...}}` literal.
+fn parse_histogram(body: &str) -> Option<FloatHistogram> {
+    let mut h = FloatHistogram::default();
+    let mut buckets: Vec<f64> = Vec::new();
+    let mut n_buckets: Vec<f64> = Vec::new();
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once(':')?;
+        let key = key.trim();
+        let after = after.trim_start();
+        let (val, next) = if let Some(a) = after.strip_prefix('[') {
+            let end = a.find(']')?;
+            (&a[..end], &a[end + 1..])
+        } else {
+            match after.find(char::is_whitespace) {
+                Some(e) => (&after[..e], &after[e..]),
+                None => (after, ""),
+            }
+        };
+        rest = next.trim_start();
+        let list = || -> Option<Vec<f64>> {
+            val.split_whitespace()
+                .map(crate::funcs::parse_go_float)
+                .collect()
+        };
+        match key {
+            "schema" => h.schema = val.parse().ok()?,
+            "sum" => h.sum = crate::funcs::parse_go_float(val)?,
+            "count" => h.count = crate::funcs::parse_go_float(val)?,
+            "z_bucket" => h.zero_count = crate::funcs::parse_go_float(val)?,
+            "z_bucket_w" => h.zero_threshold = crate::funcs::parse_go_float(val)?,
+            "buckets" => buckets = list()?,
+            "n_buckets" => n_buckets = list()?,
+            "offset" => offset = val.parse().ok()?,
+            "n_offset" => n_offset = val.parse().ok()?,
+            "custom_values" => h.custom_values = list()?,
+            "counter_reset_hint" => {
+                h.counter_reset_hint = match val {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::CounterReset,
+                    "not_reset" => CounterResetHint::NotCounterReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    if !buckets.is_empty() {
+        h.positive_spans = vec![model::Span {
+            offset,
+            length: buckets.len() as u32,
+        }];
+        h.positive_buckets = buckets;
+    }
+    if !n_buckets.is_empty() {
+        h.negative_spans = vec![model::Span {
+            offset: n_offset,
+            length: n_buckets.len() as u32,
+        }];
+        h.negative_buckets = n_buckets;
+    }
+    Some(h)
+}
+
+/// `{{a}}`, `{{a}}xN` or `{{a}}+{{b}}xN` (also `-`).
+fn parse_histogram_seq(t: &str) -> Option<Vec<SeqVal>> {
+    let e1 = t.find("}}")?;
+    let first = parse_histogram(&t[2..e1])?;
+    let rest = &t[e1 + 2..];
+    if rest.is_empty() {
+        return Some(vec![SeqVal::Histogram(Box::new(first))]);
+    }
+    if let Some(n) = rest.strip_prefix('x') {
+        let n: usize = n.parse().ok()?;
+        return Some(vec![SeqVal::Histogram(Box::new(first)); n + 1]);
+    }
+    let sign = match rest.as_bytes()[0] {
+        b'+' => 1.0,
+        b'-' => -1.0,
+        _ => return None,
+    };
+    let inc_s = rest[1..].strip_prefix("{{")?;
+    let e2 = inc_s.find("}}")?;
+    let inc = parse_histogram(&inc_s[..e2])?;
+    let n: usize = inc_s[e2 + 2..].strip_prefix('x')?.parse().ok()?;
+    let mut out = Vec::with_capacity(n + 1);
+    let mut cur = first;
+    out.push(SeqVal::Histogram(Box::new(cur.clone())));
+    for _ in 0..n {
+        let hint = cur.counter_reset_hint;
+        cur = crate::hist::add(&cur, &inc, sign).ok()?;
+        cur.counter_reset_hint = hint;
+        out.push(SeqVal::Histogram(Box::new(cur.clone())));
+    }
+    Some(out)
+}
+
 fn parse_values(s: &str) -> Option<Vec<SeqVal>> {
     let mut out = Vec::new();
     for t in tokens(s) {
         if t.starts_with("{{") {
-            // Histogram literal, possibly with an expansion: count the values only.
-            let n = match t.rfind("}}") {
-                Some(p) if p + 2 < t.len() => {
-                    let rest = &t[p + 2..];
-                    rest.strip_prefix('x')?.parse::<usize>().ok()? + 1
-                }
-                _ => 1,
-            };
-            out.extend(std::iter::repeat_n(SeqVal::Histogram, n));
+            out.extend(parse_histogram_seq(&t)?);
             continue;
         }
         if t == "_" {
@@ -537,7 +631,7 @@ fn parse_file(src: &str) -> Result<Vec<Cmd>, String> {
                     parse_metric(&dl).ok_or_else(|| format!("line {i}: bad expected series"))?;
                 let vals =
                     parse_values(rest).ok_or_else(|| format!("line {i}: bad expected values"))?;
-                if vals.contains(&SeqVal::Histogram) {
+                if vals.iter().any(|v| matches!(v, SeqVal::Histogram(_))) {
                     cmd.uses_histograms = true;
                 }
                 cmd.metrics.push((m, vals));
@@ -548,6 +642,97 @@ fn parse_file(src: &str) -> Result<Vec<Cmd>, String> {
         }
     }
     Ok(cmds)
+}
+
+#[derive(Default)]
+struct TempHist {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: Option<f64>,
+}
+
+/// promqltest's `load_with_nhcb`: classic histogram series (`_bucket`, `_count`,
+/// `_sum`) converted into native histograms with custom buckets.
+fn nhcb_series(
+    series: &[(Labels, Vec<SeqVal>)],
+    step: i64,
+) -> Vec<(Labels, Vec<(i64, FloatHistogram)>)> {
+    use std::collections::BTreeMap;
+    let mut groups: Vec<(Labels, BTreeMap<i64, TempHist>)> = Vec::new();
+    for (labels, vals) in series {
+        let name = labels.get(model::METRIC_NAME).unwrap_or("");
+        let (kind, base) = if let Some(b) = name.strip_suffix("_bucket") {
+            (0, b)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (1, b)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (2, b)
+        } else {
+            continue;
+        };
+        let mut le = 0.0;
+        if kind == 0 {
+            let Some(l) = labels.get("le") else { continue };
+            match crate::funcs::parse_go_float(l.trim()) {
+                Some(v) if !v.is_nan() => le = v,
+                _ => continue,
+            }
+        }
+        let m2 = labels.without(&["le"]).with(model::METRIC_NAME, base);
+        let gi = match groups.iter().position(|g| g.0 == m2) {
+            Some(i) => i,
+            None => {
+                groups.push((m2, BTreeMap::new()));
+                groups.len() - 1
+            }
+        };
+        for (i, v) in vals.iter().enumerate() {
+            let SeqVal::Float(f) = v else { continue };
+            let th = groups[gi].1.entry(i as i64 * step).or_default();
+            match kind {
+                0 => th.buckets.push((le, *f)),
+                1 => th.count = Some(*f),
+                _ => th.sum = Some(*f),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (labels, by_t) in groups {
+        let mut hs = Vec::new();
+        for (t, mut th) in by_t {
+            th.buckets
+                .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            let count = match (th.count, th.buckets.last()) {
+                (Some(c), _) => c,
+                (None, Some(b)) => b.1,
+                (None, None) => 0.0,
+            };
+            if th.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                th.buckets.push((f64::INFINITY, count));
+            }
+            let mut h = FloatHistogram {
+                schema: model::Histogram::CUSTOM_BUCKETS_SCHEMA,
+                count,
+                sum: th.sum.unwrap_or(0.0),
+                ..Default::default()
+            };
+            let mut prev = 0.0;
+            let mut list = Vec::new();
+            for (i, (le, c)) in th.buckets.iter().enumerate() {
+                if *le != f64::INFINITY {
+                    h.custom_values.push(*le);
+                }
+                list.push((i as i32, c - prev));
+                prev = *c;
+            }
+            let (sp, bs) = crate::hist::from_bucket_list(&list);
+            h.positive_spans = sp;
+            h.positive_buckets = bs;
+            hs.push((t, h));
+        }
+        out.push((labels, hs));
+    }
+    out
 }
 
 /// The conformance configuration: required files and listed skips.
@@ -666,8 +851,14 @@ pub fn run_file(name: &str, src: &str, cfg: &Config) -> FileReport {
                 if nhcb {
                     has_hist = true;
                 }
+                if nhcb {
+                    for (labels, hs) in nhcb_series(&series, step) {
+                        store.add(labels, &[], &hs);
+                    }
+                }
                 for (labels, vals) in series {
                     let mut floats = Vec::new();
+                    let mut hists = Vec::new();
                     for (i, v) in vals.iter().enumerate() {
                         let t = i as i64 * step;
                         match v {
@@ -675,11 +866,17 @@ pub fn run_file(name: &str, src: &str, cfg: &Config) -> FileReport {
                             SeqVal::Stale => {
                                 floats.push((t, f64::from_bits(model::STALE_NAN_BITS)))
                             }
-                            SeqVal::Histogram => has_hist = true,
+                            SeqVal::Histogram(h) => {
+                                has_hist = true;
+                                hists.push((t, (**h).clone()));
+                            }
                             SeqVal::Omitted => {}
                         }
                     }
-                    store.add(labels, &floats, &[]);
+                    store.add(labels.clone(), &floats, &[]);
+                    if !hists.is_empty() {
+                        store.add(labels, &[], &hists);
+                    }
                 }
             }
             Cmd::Eval(ev) => {
@@ -786,6 +983,7 @@ fn compare_matrix(
             ));
         };
         let mut want = Vec::new();
+        let mut want_h: Vec<(i64, &FloatHistogram)> = Vec::new();
         for (i, v) in exp.iter().enumerate() {
             let t = start + i as i64 * step;
             if t > end {
@@ -794,7 +992,7 @@ fn compare_matrix(
             match v {
                 SeqVal::Float(f) => want.push((t, *f)),
                 SeqVal::Stale => want.push((t, f64::from_bits(model::STALE_NAN_BITS))),
-                SeqVal::Histogram => return Err("expected histogram".into()),
+                SeqVal::Histogram(h) => want_h.push((t, h)),
                 SeqVal::Omitted => {}
             }
         }
@@ -811,6 +1009,22 @@ fn compare_matrix(
                 return Err(format!(
                     "expected {:?} for {}, got {:?}",
                     want, s.labels, s.floats
+                ));
+            }
+        }
+        if want_h.len() != s.histograms.len() {
+            return Err(format!(
+                "expected {} histogram points for {}, got {}",
+                want_h.len(),
+                s.labels,
+                s.histograms.len()
+            ));
+        }
+        for (w, g) in want_h.iter().zip(s.histograms.iter()) {
+            if w.0 != g.0 || !crate::hist::almost_equal(w.1, &g.1) {
+                return Err(format!(
+                    "expected histogram {} at {} for {}, got {} at {}",
+                    w.1, w.0, s.labels, g.1, g.0
                 ));
             }
         }
@@ -850,6 +1064,22 @@ fn compare_vector(ev: &EvalCmd, got: &[crate::Sample]) -> Result<(), String> {
                 p + 1,
                 i + 1
             ));
+        }
+        if let Some(h) = &s.h {
+            match exp.first() {
+                Some(SeqVal::Histogram(w)) if crate::hist::almost_equal(w, h) => {}
+                Some(SeqVal::Histogram(w)) => {
+                    return Err(format!("expected {w} for {} but got {h}", s.labels))
+                }
+                _ => {
+                    return Err(format!(
+                        "expected float value for {} but got histogram {h}",
+                        s.labels
+                    ))
+                }
+            }
+            seen.insert(&s.labels);
+            continue;
         }
         match exp.first() {
             Some(SeqVal::Float(f)) => {
@@ -946,6 +1176,15 @@ async fn run_eval(engine: &Engine, store: &MemQueryable, ev: &EvalCmd) -> Result
                 labels: s.labels.clone(),
                 t: p.0,
                 v: p.1,
+                h: None,
+            });
+        }
+        if let Some(p) = s.histograms.iter().find(|p| p.0 == ev.at) {
+            vec.push(crate::Sample {
+                labels: s.labels.clone(),
+                t: p.0,
+                v: 0.0,
+                h: Some(p.1.clone()),
             });
         }
     }
@@ -975,6 +1214,47 @@ mod tests {
         assert_eq!(v[9], SeqVal::Float(-2.0));
         let h = parse_values("{{schema:0 sum:1 count:2}}x2 1").unwrap();
         assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn histogram_literals_parse_and_expand() {
+        let v = parse_values(
+            "{{schema:1 sum:-0.3 count:3.1 z_bucket:7.1 z_bucket_w:0.05 buckets:[5.1 10 7] offset:-3 n_buckets:[4.1 5] n_offset:-5 counter_reset_hint:gauge}}",
+        )
+        .unwrap();
+        let SeqVal::Histogram(h) = &v[0] else {
+            panic!("not a histogram")
+        };
+        assert_eq!(h.schema, 1);
+        assert_eq!(h.zero_threshold, 0.05);
+        assert_eq!(h.positive_spans[0].offset, -3);
+        assert_eq!(h.negative_buckets, vec![4.1, 5.0]);
+        assert_eq!(h.counter_reset_hint, CounterResetHint::Gauge);
+        let v = parse_values("{{sum:1 count:1 buckets:[1]}}+{{sum:2 count:2 buckets:[1 1]}}x2")
+            .unwrap();
+        assert_eq!(v.len(), 3);
+        let SeqVal::Histogram(last) = &v[2] else {
+            panic!("not a histogram")
+        };
+        assert_eq!(last.count, 5.0);
+        assert_eq!(last.to_string(), "{count:5, sum:5, (0.5,1]:3, (1,2]:2}");
+    }
+
+    #[test]
+    fn nhcb_conversion() {
+        let src = "load_with_nhcb 1m\n  h_bucket{le=\"1\"} 1 2\n  h_bucket{le=\"+Inf\"} 3 5\n  h_sum 4 8\n";
+        let cmds = parse_file(src).unwrap();
+        let Cmd::Load { series, step, nhcb } = &cmds[0] else {
+            panic!("not a load")
+        };
+        assert!(nhcb);
+        let out = nhcb_series(series, *step);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0.to_string(), r#"{__name__="h"}"#);
+        assert_eq!(
+            out[0].1[1].1.to_string(),
+            "{count:5, sum:8, [-Inf,1]:2, (1,+Inf]:3}"
+        );
     }
 
     #[test]

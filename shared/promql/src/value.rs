@@ -1,6 +1,6 @@
 //! Query results.
 
-use model::Labels;
+use model::{FloatHistogram, Labels};
 
 /// One sample of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -8,7 +8,10 @@ pub struct Sample {
     pub labels: Labels,
     /// Milliseconds.
     pub t: i64,
+    /// The float value (0 when the sample is a histogram).
     pub v: f64,
+    /// The histogram value, for a histogram sample.
+    pub h: Option<FloatHistogram>,
 }
 
 /// One series of a range vector (matrix).
@@ -16,6 +19,7 @@ pub struct Sample {
 pub struct RangeSeries {
     pub labels: Labels,
     pub floats: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, FloatHistogram)>,
 }
 
 /// The value of a query.
