@@ -3,7 +3,9 @@
 //! `thanos`. This file only parses flags, sets up logging and calls the component
 //! libraries.
 
+mod compact_cmd;
 mod components;
+mod query_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -77,8 +79,8 @@ fn main() -> std::process::ExitCode {
             Command::Tools(args) => tools::cli::run(args).await.map_err(anyhow::Error::from),
             Command::Sidecar(a) => components::run_sidecar(a).await,
             Command::Store(a) => store_cmd::run(a).await,
-            Command::Query(a) => components::not_built("query", 6, &a),
-            Command::Compact(a) => components::not_built("compact", 7, &a),
+            Command::Query(a) => query_cmd::run(a).await,
+            Command::Compact(a) => compact_cmd::run(a).await,
             Command::Rule(a) => components::not_built("rule", 8, &a),
         }
     });

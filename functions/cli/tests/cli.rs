@@ -46,7 +46,8 @@ fn thanos_command_lines_parse() {
         ],
         &[
             "query",
-            "--http-address=0.0.0.0:10902",
+            // An invalid port, so that the built querier exits after parsing.
+            "--http-address=0.0.0.0:99999",
             "--grpc-address=0.0.0.0:10901",
             "--store=dnssrv+_grpc._tcp.thanos-sidecar.monitoring.svc.cluster.local",
             "--endpoint=thanos-store:10901",
@@ -89,8 +90,18 @@ fn thanos_command_lines_parse() {
             );
             continue;
         }
-        if args[0] == "store" {
-            // Built (issue #4): every flag parsed, then the missing objstore file
+        if args[0] == "query" {
+            // Built (issue #6): every flag parsed, then the listen address is
+            // refused by name.
+            assert!(
+                stderr(&o).contains("--http-address"),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+            continue;
+        }
+        if args[0] == "store" || args[0] == "compact" {
+            // Built (issues #4, #7): every flag parsed, then the missing objstore file
             // is reported by name.
             assert!(
                 stderr(&o).contains("/etc/thanos/objstore.yml"),

@@ -464,8 +464,8 @@ pub fn covered_blocks<'a>(
     blocks: impl IntoIterator<Item = &'a IndexedBlock>,
 ) -> std::collections::HashSet<Ulid> {
     use std::collections::{BTreeSet, HashMap, HashSet};
-    let mut groups: HashMap<(&BTreeMap<String, String>, i64), Vec<(Ulid, BTreeSet<Ulid>)>> =
-        HashMap::new();
+    type Stream<'b> = (&'b BTreeMap<String, String>, i64);
+    let mut groups: HashMap<Stream<'a>, Vec<(Ulid, BTreeSet<Ulid>)>> = HashMap::new();
     for b in blocks {
         groups
             .entry((&b.labels, b.resolution))

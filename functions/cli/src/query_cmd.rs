@@ -1,0 +1,94 @@
+//! `aether query`: flags -> the querier handler served over HTTP (API + UI) and
+//! gRPC (the StoreAPI of everything it queries, so queriers stack).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::components::QueryArgs;
+
+fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
+    bucket::config::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}"))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs `aether query` until SIGTERM / Ctrl-C.
+pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
+    let mut specs = a.endpoint.clone();
+    specs.extend(a.store.iter().cloned());
+    let sd_files: Vec<std::path::PathBuf> = a.store_sd_files.iter().map(Into::into).collect();
+    if specs.is_empty() && sd_files.is_empty() {
+        tracing::warn!("no --endpoint, --store or --store.sd-files: every query answers empty");
+    }
+    let set = query::EndpointSet::new(
+        &specs,
+        &sd_files,
+        query::endpoints::grpc_connector(storeapi::grpc::ClientOptions::default()),
+        query::Intervals::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("--endpoint: {e}"))?;
+    let config = query::QuerierConfig {
+        replica_labels: a.replica_label.clone(),
+        timeout: duration("query.timeout", &a.timeout)?,
+        max_concurrent: a.max_concurrent.max(1),
+        lookback_delta: duration("query.lookback-delta", &a.lookback_delta)?,
+        partial_response: a.partial_response,
+        max_samples: usize::try_from(a.max_samples).unwrap_or(usize::MAX),
+        auto_downsampling: false,
+    };
+    let set = Arc::new(set);
+    let querier = query::Querier::new(Arc::clone(&set), config);
+    let http = tokio::net::TcpListener::bind(&a.server.http_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--http-address {}: {e}", a.server.http_address))?;
+    let grpc = tokio::net::TcpListener::bind(&a.server.grpc_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--grpc-address {}: {e}", a.server.grpc_address))?;
+    tracing::info!(
+        http = %http.local_addr()?,
+        grpc = %grpc.local_addr()?,
+        endpoints = ?specs,
+        "querier serving"
+    );
+    // Endpoints are checked at start and then every 5 s, so that the UI's
+    // endpoint page is fresh even without queries.
+    let refresher = {
+        let set = Arc::clone(&set);
+        tokio::spawn(async move {
+            loop {
+                set.refresh(false).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let proxy: Arc<dyn storeapi::StoreApi> = Arc::new(query::ProxyStore::new(Arc::clone(&set)));
+    let grpc_task = tokio::spawn(storeapi::grpc::serve(proxy, grpc, stopped()));
+    let http_task = tokio::spawn(query::serve(querier, http, stopped()));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    refresher.abort();
+    http_task.await??;
+    grpc_task.await??;
+    Ok(())
+}

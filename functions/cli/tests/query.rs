@@ -1,0 +1,60 @@
+//! `aether query` as a process: flags wired, a down endpoint shown as down and
+//! named in the answer (not fatal), the UI served, SIGTERM ends it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{free_port, Proc};
+
+fn curl(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sg", "-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .unwrap();
+    let s = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = s.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn query_process_serves_with_a_down_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let dead = format!("127.0.0.1:{}", free_port());
+    let sd = tmp.path().join("sd.yml");
+    std::fs::write(&sd, "- targets: []\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+    cmd.args(["query", "--http-address", &http, "--grpc-address", &grpc])
+        .args(["--store", &dead, "--query.replica-label=replica"])
+        .arg(format!("--store.sd-files={}", sd.display()));
+    let mut p = Proc::spawn("aether-query", &mut cmd, tmp.path().join("query.log")).unwrap();
+    harness::wait_for_port(&http, Duration::from_secs(20)).unwrap();
+    harness::wait_for_port(&grpc, Duration::from_secs(20)).unwrap();
+    let url = format!("http://{http}");
+    let (code, body) = curl(&format!("{url}/api/v1/endpoints"));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!(r#""address":"{dead}","health":"down""#)),
+        "{body}"
+    );
+    // Strict by default: the down endpoint is the error.
+    let (code, body) = curl(&format!("{url}/api/v1/query?query=up&time=100"));
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains(&dead), "{body}");
+    // Partial response on request: an empty answer with a warning naming it.
+    let (code, body) = curl(&format!(
+        "{url}/api/v1/query?query=up&time=100&partial_response=true"
+    ));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""result":[]"#) && body.contains(&dead),
+        "{body}"
+    );
+    let (code, body) = curl(&format!("{url}/"));
+    assert_eq!(code, 200);
+    assert!(body.contains("Aether query"));
+    p.stop(Duration::from_secs(10));
+    assert!(p.exited(), "{}", p.log());
+}

@@ -1,0 +1,880 @@
+//! One compactor pass over a bucket: sync, compact every group, downsample, apply
+//! retention, delete what is due, clean partial uploads, refresh the bucket index.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{stream, StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tsdb::meta::{BlockDesc, BlockMeta, ThanosMeta, META_FILENAME};
+use ulid::Ulid;
+
+use bucket::markers::{
+    DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME, NO_DOWNSAMPLE_MARK_FILENAME,
+};
+use bucket::{DeletionMark, MarkerKind, NoCompactReason, UploadOptions};
+
+use crate::clock::Clock;
+use crate::lease::Lease;
+use crate::merge::{is_bad_block_error, merge_blocks, MergeError};
+use crate::plan::{self, GroupKey, Retention};
+
+/// Everything a pass needs to know.
+#[derive(Debug, Clone)]
+pub struct CompactConfig {
+    /// Local scratch space (`<data-dir>/compact`, `<data-dir>/downsample`), wiped at
+    /// the start of every pass.
+    pub data_dir: PathBuf,
+    /// Compaction ranges in ms (Thanos: 2h, 8h, 2d, 14d).
+    pub ranges: Vec<i64>,
+    pub retention: Retention,
+    pub delete_delay_ms: i64,
+    pub consistency_delay_ms: i64,
+    /// Groups compacted at once.
+    pub concurrency: usize,
+    pub downsampling: bool,
+    /// Labels that tell replicas apart; blocks differing only in them are one stream.
+    pub replica_labels: Vec<String>,
+    /// Lease lifetime; 0 disables the lease (only one compactor may run then).
+    pub lease_ttl_ms: i64,
+    pub upload: UploadOptions,
+}
+
+impl CompactConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        CompactConfig {
+            data_dir: data_dir.into(),
+            ranges: plan::DEFAULT_RANGES.to_vec(),
+            retention: Retention::default(),
+            delete_delay_ms: 48 * 3_600_000,
+            consistency_delay_ms: 30 * 60_000,
+            concurrency: 1,
+            downsampling: true,
+            replica_labels: Vec::new(),
+            lease_ttl_ms: 30 * 60_000,
+            upload: UploadOptions::default(),
+        }
+    }
+}
+
+/// Counters of the compactor (exposed as Prometheus metrics by the command).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub passes: AtomicU64,
+    pub passes_skipped_lease: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_failures: AtomicU64,
+    pub downsamples: AtomicU64,
+    pub downsample_failures: AtomicU64,
+    pub blocks_marked_no_compact: AtomicU64,
+    pub blocks_marked_for_deletion: AtomicU64,
+    pub blocks_deleted: AtomicU64,
+    pub partial_uploads_deleted: AtomicU64,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let mut s = String::new();
+        for (name, v, help) in [
+            (
+                "aether_compact_iterations_total",
+                g(&self.passes),
+                "Compactor passes run.",
+            ),
+            (
+                "aether_compact_iterations_skipped_lease_total",
+                g(&self.passes_skipped_lease),
+                "Passes skipped because another compactor held the lease.",
+            ),
+            (
+                "aether_compact_group_compactions_total",
+                g(&self.compactions),
+                "Blocks written by compaction.",
+            ),
+            (
+                "aether_compact_group_compactions_failures_total",
+                g(&self.compaction_failures),
+                "Failed group compactions.",
+            ),
+            (
+                "aether_compact_downsample_total",
+                g(&self.downsamples),
+                "Blocks written by downsampling.",
+            ),
+            (
+                "aether_compact_downsample_failures_total",
+                g(&self.downsample_failures),
+                "Failed downsamplings.",
+            ),
+            (
+                "aether_compact_blocks_marked_no_compact_total",
+                g(&self.blocks_marked_no_compact),
+                "Blocks marked no-compact because they could not be read.",
+            ),
+            (
+                "aether_compact_blocks_marked_for_deletion_total",
+                g(&self.blocks_marked_for_deletion),
+                "Blocks marked for deletion.",
+            ),
+            (
+                "aether_compact_blocks_cleaned_total",
+                g(&self.blocks_deleted),
+                "Blocks deleted.",
+            ),
+            (
+                "aether_compact_aborted_partial_uploads_deletion_attempts_total",
+                g(&self.partial_uploads_deleted),
+                "Partial uploads deleted.",
+            ),
+        ] {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        }
+        s
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassReport {
+    /// Another compactor held the lease: nothing was done.
+    pub skipped: bool,
+    /// (new block, its sources)
+    pub compacted: Vec<(Ulid, Vec<Ulid>)>,
+    /// (source block, new block, resolution)
+    pub downsampled: Vec<(Ulid, Ulid, i64)>,
+    pub marked_no_compact: Vec<(Ulid, String)>,
+    pub marked_for_deletion: Vec<Ulid>,
+    pub deleted: Vec<Ulid>,
+    pub partial_deleted: Vec<Ulid>,
+    /// Failures that did not stop the pass (retried next pass).
+    pub errors: Vec<String>,
+}
+
+/// The bucket as a pass sees it.
+#[derive(Debug, Default, Clone)]
+struct BucketState {
+    metas: BTreeMap<Ulid, BlockMeta>,
+    /// Deletion time (unix s) of marked blocks.
+    deletion: HashMap<Ulid, i64>,
+    no_compact: HashSet<Ulid>,
+    no_downsample: HashSet<Ulid>,
+    /// Partial block directories with the newest object's time (ms).
+    partial: Vec<(Ulid, i64)>,
+}
+
+/// The compactor: one bucket, a config, a clock.
+pub struct Compactor {
+    store: Arc<dyn ObjectStore>,
+    cfg: CompactConfig,
+    clock: Arc<dyn Clock>,
+    holder: String,
+    metrics: Arc<Metrics>,
+    meta_cache: std::sync::Mutex<HashMap<Ulid, BlockMeta>>,
+}
+
+fn to_anyhow(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn ulid_time_ms(id: Ulid) -> i64 {
+    id.timestamp_ms() as i64
+}
+
+impl Compactor {
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: CompactConfig, clock: Arc<dyn Clock>) -> Self {
+        Compactor {
+            store,
+            cfg,
+            clock,
+            holder: format!("compactor-{}", Ulid::new()),
+            metrics: Arc::new(Metrics::default()),
+            meta_cache: Default::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn config(&self) -> &CompactConfig {
+        &self.cfg
+    }
+
+    /// One recursive LIST; meta.json GETs only for blocks not seen before,
+    /// deletion-mark GETs for marked blocks.
+    async fn sync(&self) -> anyhow::Result<BucketState> {
+        #[derive(Default)]
+        struct Dir {
+            meta: bool,
+            deletion: bool,
+            no_compact: bool,
+            no_downsample: bool,
+            newest_ms: i64,
+        }
+        let listing: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(to_anyhow)?;
+        let mut dirs: BTreeMap<Ulid, Dir> = BTreeMap::new();
+        for o in listing {
+            let parts: Vec<String> = o.location.parts().map(|p| p.as_ref().to_string()).collect();
+            let Some(first) = parts.first() else { continue };
+            let Ok(id) = Ulid::from_string(first) else {
+                continue;
+            };
+            if id.to_string() != *first || parts.len() < 2 {
+                continue;
+            }
+            let d = dirs.entry(id).or_default();
+            d.newest_ms = d.newest_ms.max(o.last_modified.timestamp_millis());
+            if parts.len() == 2 {
+                match parts[1].as_str() {
+                    META_FILENAME => d.meta = true,
+                    DELETION_MARK_FILENAME => d.deletion = true,
+                    NO_COMPACT_MARK_FILENAME => d.no_compact = true,
+                    NO_DOWNSAMPLE_MARK_FILENAME => d.no_downsample = true,
+                    _ => {}
+                }
+            }
+        }
+        let cached: HashMap<Ulid, BlockMeta> = self.meta_cache.lock().unwrap().clone();
+        let to_fetch: Vec<Ulid> = dirs
+            .iter()
+            .filter(|(id, d)| d.meta && !cached.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        let store = &*self.store;
+        let fetched: Vec<(Ulid, bucket::Result<Option<BlockMeta>>)> = stream::iter(to_fetch)
+            .map(|id| async move { (id, bucket::fetch_meta(store, id).await) })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut st = BucketState::default();
+        {
+            let mut cache = self.meta_cache.lock().unwrap();
+            cache.retain(|id, _| dirs.get(id).is_some_and(|d| d.meta));
+            for (id, r) in fetched {
+                match r {
+                    Ok(Some(m)) => {
+                        cache.insert(id, m);
+                    }
+                    Ok(None) => {}
+                    Err(bucket::Error::InvalidObject { reason, .. }) => {
+                        tracing::warn!(block = %id, reason, "meta.json does not parse; ignoring the block");
+                    }
+                    Err(e) => return Err(to_anyhow(e)),
+                }
+            }
+            for (id, d) in &dirs {
+                if !d.meta {
+                    st.partial.push((*id, d.newest_ms));
+                    continue;
+                }
+                if let Some(m) = cache.get(id) {
+                    st.metas.insert(*id, m.clone());
+                }
+                if d.no_compact {
+                    st.no_compact.insert(*id);
+                }
+                if d.no_downsample {
+                    st.no_downsample.insert(*id);
+                }
+            }
+        }
+        let marked: Vec<Ulid> = dirs
+            .iter()
+            .filter(|(_, d)| d.deletion)
+            .map(|(id, _)| *id)
+            .collect();
+        let now_s = self.clock.now_ms() / 1000;
+        let marks: Vec<(Ulid, i64)> = stream::iter(marked)
+            .map(|id| async move {
+                let t = match bucket::read_deletion_mark(store, id).await {
+                    Ok(Some(m)) => m.deletion_time,
+                    // Unreadable or vanished: treat as marked now.
+                    _ => now_s,
+                };
+                (id, t)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        st.deletion.extend(marks);
+        Ok(st)
+    }
+
+    /// Writes `deletion-mark.json` with the clock's time unless one exists.
+    async fn mark_for_deletion(&self, id: Ulid, details: &str) -> anyhow::Result<bool> {
+        let m = DeletionMark {
+            id,
+            version: 1,
+            details: details.to_string(),
+            deletion_time: self.clock.now_ms() / 1000,
+        };
+        let key = MarkerKind::Deletion.path(id);
+        let body = PutPayload::from(serde_json::to_vec(&m)?);
+        match self
+            .store
+            .put_opts(&key, body.clone(), PutOptions::from(PutMode::Create))
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => return Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                if bucket::read_deletion_mark(&*self.store, id)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(false);
+                }
+                self.store.put(&key, body).await.map_err(to_anyhow)?;
+            }
+            Err(e) => return Err(to_anyhow(e)),
+        }
+        self.metrics
+            .blocks_marked_for_deletion
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(block = %id, details, "marked block for deletion");
+        Ok(true)
+    }
+
+    async fn mark_no_compact(&self, id: Ulid, err: &MergeError, report: &mut PassReport) {
+        let reason = match err {
+            MergeError::BadBlock {
+                err: tsdb::Error::Unsupported { what, .. },
+                ..
+            } if what == "vertical compaction" => NoCompactReason::DownsampleVerticalCompaction,
+            _ => NoCompactReason::Other("unreadable-block".into()),
+        };
+        let details = err.to_string();
+        tracing::error!(block = %id, reason = reason.as_str(), error = %details, "block cannot be compacted; marking it no-compact and going on");
+        match bucket::mark_no_compact(&*self.store, id, reason, &details).await {
+            Ok(_) => {
+                self.metrics
+                    .blocks_marked_no_compact
+                    .fetch_add(1, Ordering::Relaxed);
+                report.marked_no_compact.push((id, details));
+            }
+            Err(e) => report.errors.push(format!("marking {id} no-compact: {e}")),
+        }
+    }
+
+    async fn renew(&self, lease: Option<&Lease>) -> bool {
+        match lease {
+            None => true,
+            Some(l) => match l.renew().await {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::error!("lost the compactor lease; stopping the pass");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "renewing the compactor lease failed; stopping the pass");
+                    false
+                }
+            },
+        }
+    }
+
+    fn work_dir(&self, what: &str) -> PathBuf {
+        self.cfg.data_dir.join(what)
+    }
+
+    /// Blocks eligible for compaction and downsampling: complete, not marked for
+    /// deletion, not covered by another block's sources, past the consistency
+    /// delay (blocks the compactor wrote are exempt).
+    fn live(&self, st: &BucketState) -> Vec<BlockMeta> {
+        let now = self.clock.now_ms();
+        let all: Vec<BlockMeta> = st
+            .metas
+            .values()
+            .filter(|m| !st.deletion.contains_key(&m.ulid))
+            .cloned()
+            .collect();
+        let covered = plan::covered_blocks(&all, &self.cfg.replica_labels);
+        all.into_iter()
+            .filter(|m| !covered.contains(&m.ulid))
+            .filter(|m| {
+                let src = m.thanos.as_ref().map(|t| t.source.as_str()).unwrap_or("");
+                src == "compactor" || now - ulid_time_ms(m.ulid) >= self.cfg.consistency_delay_ms
+            })
+            .collect()
+    }
+
+    /// Runs one pass. Errors only when the bucket cannot be listed; everything
+    /// else is logged, counted and reported, and the pass goes on.
+    pub async fn run_pass(&self) -> anyhow::Result<PassReport> {
+        let mut report = PassReport::default();
+        self.metrics.passes.fetch_add(1, Ordering::Relaxed);
+        let lease = if self.cfg.lease_ttl_ms > 0 {
+            match Lease::acquire(
+                self.store.clone(),
+                &self.holder,
+                self.cfg.lease_ttl_ms,
+                self.clock.clone(),
+            )
+            .await?
+            {
+                Some(l) => Some(l),
+                None => {
+                    self.metrics
+                        .passes_skipped_lease
+                        .fetch_add(1, Ordering::Relaxed);
+                    report.skipped = true;
+                    return Ok(report);
+                }
+            }
+        } else {
+            None
+        };
+        // Heartbeat: renew the lease every third of its lifetime while the pass
+        // runs (steps also renew before every bucket change).
+        let lease = lease.map(Arc::new);
+        let heartbeat = lease.clone().map(|l| {
+            tokio::spawn(async move {
+                let every = Duration::from_millis((l.ttl_ms() / 3).max(1000) as u64);
+                loop {
+                    tokio::time::sleep(every).await;
+                    match l.renew().await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!("compactor lease taken over by another instance");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "renewing the compactor lease failed"),
+                    }
+                }
+            })
+        });
+        let r = self.pass_inner(lease.as_deref(), &mut report).await;
+        if let Some(h) = heartbeat {
+            h.abort();
+            let _ = h.await;
+        }
+        if let Some(l) = lease {
+            l.release().await;
+        }
+        r.map(|()| report)
+    }
+
+    async fn pass_inner(
+        &self,
+        lease: Option<&Lease>,
+        report: &mut PassReport,
+    ) -> anyhow::Result<()> {
+        for d in ["compact", "downsample"] {
+            let p = self.work_dir(d);
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p)?;
+        }
+        let mut st = self.sync().await?;
+
+        // Blocks whose sources another block holds are leftovers of a pass that
+        // stopped between upload and marking: mark them now.
+        let unmarked: Vec<BlockMeta> = st
+            .metas
+            .values()
+            .filter(|m| !st.deletion.contains_key(&m.ulid))
+            .cloned()
+            .collect();
+        for id in plan::covered_blocks(&unmarked, &self.cfg.replica_labels) {
+            if !self.renew(lease).await {
+                return Ok(());
+            }
+            match self
+                .mark_for_deletion(id, "sources already compacted into another block")
+                .await
+            {
+                Ok(_) => {
+                    st.deletion.insert(id, self.clock.now_ms() / 1000);
+                    report.marked_for_deletion.push(id);
+                }
+                Err(e) => report.errors.push(format!("marking {id}: {e}")),
+            }
+        }
+
+        if !self.compact_all(lease, &mut st, report).await {
+            return Ok(());
+        }
+        if self.cfg.downsampling {
+            for _level in 0..2 {
+                if !self.downsample_all(lease, &mut st, report).await {
+                    return Ok(());
+                }
+            }
+        }
+        // Retention.
+        let now = self.clock.now_ms();
+        let unmarked: Vec<BlockMeta> = st
+            .metas
+            .values()
+            .filter(|m| !st.deletion.contains_key(&m.ulid))
+            .cloned()
+            .collect();
+        for id in plan::expired_blocks(&unmarked, &self.cfg.retention, now) {
+            if !self.renew(lease).await {
+                return Ok(());
+            }
+            match self.mark_for_deletion(id, "retention").await {
+                Ok(_) => {
+                    st.deletion.insert(id, now / 1000);
+                    report.marked_for_deletion.push(id);
+                }
+                Err(e) => report.errors.push(format!("marking {id}: {e}")),
+            }
+        }
+        // Deletion of blocks marked long enough ago.
+        let due: Vec<Ulid> = st
+            .deletion
+            .iter()
+            .filter(|(_, &t)| now - t * 1000 >= self.cfg.delete_delay_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if !self.renew(lease).await {
+                return Ok(());
+            }
+            match bucket::delete_block(&*self.store, id).await {
+                Ok(_) => {
+                    self.metrics.blocks_deleted.fetch_add(1, Ordering::Relaxed);
+                    st.metas.remove(&id);
+                    report.deleted.push(id);
+                }
+                Err(e) => report.errors.push(format!("deleting {id}: {e}")),
+            }
+        }
+        // Partial uploads: ULID and newest object both older than the delay.
+        for (id, newest) in st.partial.clone() {
+            let delay = self.cfg.delete_delay_ms;
+            if now - ulid_time_ms(id) < delay || now - newest < delay {
+                continue;
+            }
+            if !self.renew(lease).await {
+                return Ok(());
+            }
+            tracing::info!(block = %id, "deleting aborted partial upload");
+            match bucket::delete_block(&*self.store, id).await {
+                Ok(_) => {
+                    self.metrics
+                        .partial_uploads_deleted
+                        .fetch_add(1, Ordering::Relaxed);
+                    report.partial_deleted.push(id);
+                }
+                Err(e) => report.errors.push(format!("deleting partial {id}: {e}")),
+            }
+        }
+        // Keep the shared bucket index current for the store.
+        self.refresh_bucket_index().await;
+        Ok(())
+    }
+
+    async fn refresh_bucket_index(&self) {
+        use bucket::bucket_index;
+        let stored = bucket_index::load(&*self.store).await.ok().flatten();
+        let (prev, version) = match stored {
+            Some(s) => (Some(s.index), Some(s.version)),
+            None => (None, None),
+        };
+        match bucket_index::update(&*self.store, prev.as_ref()).await {
+            Ok(idx) => {
+                if let Err(e) = bucket_index::write(&*self.store, &idx, version).await {
+                    tracing::warn!(error = %e, "writing the bucket index failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "updating the bucket index failed"),
+        }
+    }
+
+    /// Plans and compacts groups until nothing is left to do. Returns false when
+    /// the lease was lost.
+    async fn compact_all(
+        &self,
+        lease: Option<&Lease>,
+        st: &mut BucketState,
+        report: &mut PassReport,
+    ) -> bool {
+        let mut failed_groups: HashSet<GroupKey> = HashSet::new();
+        for _round in 0..10_000 {
+            let live = self.live(st);
+            let groups = plan::group_blocks(&live, &self.cfg.replica_labels);
+            let mut jobs = Vec::new();
+            for (key, metas) in groups {
+                if failed_groups.contains(&key) {
+                    continue;
+                }
+                let p = plan::plan(&self.cfg.ranges, &metas, &st.no_compact);
+                if !p.is_empty() {
+                    jobs.push((key, p));
+                }
+            }
+            if jobs.is_empty() {
+                return true;
+            }
+            if !self.renew(lease).await {
+                return false;
+            }
+            let results: Vec<(GroupKey, Vec<BlockMeta>, Result<BlockMeta, MergeError>)> =
+                stream::iter(jobs)
+                    .map(|(key, p)| async move {
+                        let r = self.compact_group(&key, &p, lease).await;
+                        (key, p, r)
+                    })
+                    .buffer_unordered(self.cfg.concurrency.max(1))
+                    .collect()
+                    .await;
+            for (key, p, r) in results {
+                match r {
+                    Ok(new) => {
+                        let sources: Vec<Ulid> = p.iter().map(|m| m.ulid).collect();
+                        for s in &sources {
+                            st.deletion.insert(*s, self.clock.now_ms() / 1000);
+                            report.marked_for_deletion.push(*s);
+                        }
+                        self.meta_cache
+                            .lock()
+                            .unwrap()
+                            .insert(new.ulid, new.clone());
+                        st.metas.insert(new.ulid, new.clone());
+                        report.compacted.push((new.ulid, sources));
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .compaction_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        match &e {
+                            MergeError::BadBlock { id, .. } if p.iter().any(|m| m.ulid == *id) => {
+                                let id = *id;
+                                self.mark_no_compact(id, &e, report).await;
+                                st.no_compact.insert(id);
+                            }
+                            _ => {
+                                tracing::error!(group = %key, error = %e, "group compaction failed; retrying next pass");
+                                report.errors.push(format!("group {key}: {e}"));
+                                failed_groups.insert(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    async fn open(&self, meta: &BlockMeta) -> Result<tsdb::block::Block, MergeError> {
+        bucket::open_block(self.store.clone(), meta.clone(), None)
+            .await
+            .map_err(|e| classify_bucket_error(meta.ulid, e))
+    }
+
+    /// Compacts one plan: merge, upload (meta.json last), header cache, then mark
+    /// the sources for deletion.
+    async fn compact_group(
+        &self,
+        key: &GroupKey,
+        p: &[BlockMeta],
+        lease: Option<&Lease>,
+    ) -> Result<BlockMeta, MergeError> {
+        let mut blocks = Vec::with_capacity(p.len());
+        for m in p {
+            blocks.push(self.open(m).await?);
+        }
+        let ulid = Ulid::new();
+        let dir = self.work_dir("compact");
+        let first = &p[0];
+        let mut thanos = ThanosMeta::new(
+            "compactor",
+            plan::stream_labels(first, &self.cfg.replica_labels),
+        );
+        thanos.downsample.resolution = key.resolution;
+        tracing::info!(group = %key, blocks = ?p.iter().map(|m| m.ulid.to_string()).collect::<Vec<_>>(), new = %ulid, "compacting");
+        let written = merge_blocks(&blocks, &dir, ulid, thanos.clone()).await;
+        let written = match written {
+            Ok(w) => w,
+            Err(MergeError::Write(e)) if e.to_string().contains("no samples") => {
+                // Every source was empty (all samples deleted): just retire them.
+                tracing::warn!(group = %key, "compaction produced no samples; marking the sources for deletion");
+                for m in p {
+                    let _ = self
+                        .mark_for_deletion(m.ulid, "compacted into nothing (no samples)")
+                        .await;
+                }
+                return Err(MergeError::Write(e));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut meta = written.clone();
+        meta.min_time = p
+            .iter()
+            .map(|m| m.min_time)
+            .min()
+            .unwrap_or(written.min_time);
+        meta.max_time = p
+            .iter()
+            .map(|m| m.max_time)
+            .max()
+            .unwrap_or(written.max_time);
+        let mut sources: Vec<Ulid> = p
+            .iter()
+            .flat_map(|m| m.compaction.sources.iter().copied())
+            .collect();
+        sources.sort();
+        sources.dedup();
+        meta.compaction.level = p.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1;
+        meta.compaction.sources = sources;
+        meta.compaction.parents = p
+            .iter()
+            .map(|m| BlockDesc {
+                ulid: m.ulid,
+                min_time: m.min_time,
+                max_time: m.max_time,
+            })
+            .collect();
+        let block_dir = dir.join(ulid.to_string());
+        let uploaded = self.upload(&block_dir, &meta).await?;
+        if !self.renew(lease).await {
+            // The new block is complete; the sources are covered by it and get
+            // marked by the next pass that holds the lease.
+            return Err(MergeError::Write(tsdb::Error::invalid(
+                "compactor",
+                "lease lost before marking sources",
+            )));
+        }
+        for m in p {
+            if let Err(e) = self
+                .mark_for_deletion(m.ulid, &format!("compacted into {ulid}"))
+                .await
+            {
+                tracing::warn!(block = %m.ulid, error = %e, "marking a compacted source failed; the next pass marks it");
+            }
+        }
+        self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&block_dir);
+        Ok(uploaded)
+    }
+
+    async fn upload(&self, block_dir: &FsPath, meta: &BlockMeta) -> Result<BlockMeta, MergeError> {
+        let up = bucket::upload_block_with(&*self.store, block_dir, Some(meta), &self.cfg.upload)
+            .await
+            .map_err(|e| MergeError::Transient {
+                id: meta.ulid,
+                err: tsdb::Error::invalid("upload", e.to_string()),
+            })?;
+        // Shared index cache: the header from the local index, written once.
+        match tsdb::FileRange::open(block_dir.join("index")) {
+            Ok(f) => match tsdb::index::IndexHeader::read(&f).await {
+                Ok(h) => {
+                    bucket::header_cache::write_header(&*self.store, meta.ulid, &h, false).await;
+                }
+                Err(e) => {
+                    tracing::warn!(block = %meta.ulid, error = %e, "building the index header failed")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(block = %meta.ulid, error = %e, "opening the local index failed")
+            }
+        }
+        Ok(up.meta)
+    }
+
+    /// Downsamples every candidate once. Returns false when the lease was lost.
+    async fn downsample_all(
+        &self,
+        lease: Option<&Lease>,
+        st: &mut BucketState,
+        report: &mut PassReport,
+    ) -> bool {
+        let live = self.live(st);
+        let cands = plan::downsample_candidates(&live, &st.no_downsample);
+        let dir = self.work_dir("downsample");
+        for (m, res) in cands {
+            if !self.renew(lease).await {
+                return false;
+            }
+            let ulid = Ulid::new();
+            tracing::info!(block = %m.ulid, resolution = res, new = %ulid, "downsampling");
+            let r = async {
+                let b = self.open(&m).await?;
+                let Some(meta) = crate::downsample::downsample_block(&b, &dir, ulid, res).await?
+                else {
+                    return Ok(None);
+                };
+                let block_dir = dir.join(ulid.to_string());
+                let up = self.upload(&block_dir, &meta).await?;
+                let _ = std::fs::remove_dir_all(&block_dir);
+                Ok::<_, MergeError>(Some(up))
+            }
+            .await;
+            match r {
+                Ok(Some(new)) => {
+                    self.metrics.downsamples.fetch_add(1, Ordering::Relaxed);
+                    self.meta_cache
+                        .lock()
+                        .unwrap()
+                        .insert(new.ulid, new.clone());
+                    st.metas.insert(new.ulid, new);
+                    report.downsampled.push((m.ulid, ulid, res));
+                }
+                Ok(None) => {
+                    tracing::warn!(block = %m.ulid, "nothing to downsample (no float samples)");
+                    let _ = bucket::mark_no_downsample(
+                        &*self.store,
+                        m.ulid,
+                        "manual",
+                        "no float samples to downsample",
+                    )
+                    .await;
+                    st.no_downsample.insert(m.ulid);
+                }
+                Err(e) => {
+                    self.metrics
+                        .downsample_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let MergeError::BadBlock { id, .. } = &e {
+                        let id = *id;
+                        self.mark_no_compact(id, &e, report).await;
+                        let _ =
+                            bucket::mark_no_downsample(&*self.store, id, "manual", &e.to_string())
+                                .await;
+                        st.no_compact.insert(id);
+                        st.no_downsample.insert(id);
+                    } else {
+                        report.errors.push(format!("downsampling {}: {e}", m.ulid));
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+fn classify_bucket_error(id: Ulid, e: bucket::Error) -> MergeError {
+    let bad = match &e {
+        bucket::Error::Tsdb(t) => is_bad_block_error(t),
+        bucket::Error::NotFound { .. }
+        | bucket::Error::InvalidObject { .. }
+        | bucket::Error::SizeMismatch { .. } => true,
+        bucket::Error::Store { source, .. } => {
+            matches!(**source, object_store::Error::NotFound { .. })
+        }
+        _ => false,
+    };
+    let err = match e {
+        bucket::Error::Tsdb(t) => *t,
+        other => tsdb::Error::invalid("bucket", other.to_string()),
+    };
+    if bad {
+        MergeError::BadBlock { id, err }
+    } else {
+        MergeError::Transient { id, err }
+    }
+}

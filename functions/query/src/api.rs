@@ -1,0 +1,546 @@
+//! Prometheus's HTTP API (`/api/v1/...`) over the endpoints, with Thanos's extra
+//! parameters (`dedup`, `replicaLabels[]`, `partial_response`,
+//! `max_source_resolution`), the web UI and health endpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use promql::{Engine, EngineOpts};
+
+use crate::endpoints::{EndpointSet, Health};
+use crate::fanout::{QueryOptions, StoreQueryable};
+use crate::json;
+use crate::params::{self, Params, MAX_TIME, MIN_TIME};
+
+/// The querier's settings (its flags).
+#[derive(Debug, Clone)]
+pub struct QuerierConfig {
+    /// `--query.replica-label`: labels that tell replicas apart.
+    pub replica_labels: Vec<String>,
+    /// `--query.timeout`: longest a query may run.
+    pub timeout: Duration,
+    /// `--query.max-concurrent`: queries evaluated at once (more wait), and
+    /// endpoint calls in flight per query.
+    pub max_concurrent: usize,
+    /// `--query.lookback-delta`.
+    pub lookback_delta: Duration,
+    /// `--query.partial-response`: the default of `partial_response`.
+    pub partial_response: bool,
+    /// `--query.max-samples`.
+    pub max_samples: usize,
+    /// Downsampling when `max_source_resolution` is absent: true = `auto`.
+    pub auto_downsampling: bool,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        QuerierConfig {
+            replica_labels: Vec::new(),
+            timeout: Duration::from_secs(120),
+            max_concurrent: 20,
+            lookback_delta: Duration::from_secs(300),
+            partial_response: false,
+            max_samples: 50_000_000,
+            auto_downsampling: false,
+        }
+    }
+}
+
+/// The querier handler: endpoints + settings. Cheap to share; holds no state
+/// that matters beyond caches of endpoint Info.
+pub struct Querier {
+    pub endpoints: Arc<EndpointSet>,
+    pub config: QuerierConfig,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Querier {
+    pub fn new(endpoints: Arc<EndpointSet>, config: QuerierConfig) -> Arc<Querier> {
+        let permits = config.max_concurrent.max(1);
+        Arc::new(Querier {
+            endpoints,
+            config,
+            gate: tokio::sync::Semaphore::new(permits),
+        })
+    }
+}
+
+/// The HTTP API, UI and health endpoints.
+pub fn router(q: Arc<Querier>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/flags", get(empty_object))
+        .route("/api/v1/metadata", get(empty_object))
+        .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
+        .route("/api/v1/endpoints", get(endpoints_api))
+        .route("/api/v1/stores", get(endpoints_api))
+        .route("/-/healthy", get(|| async { "OK" }))
+        .route("/-/ready", get(|| async { "OK" }))
+        .route("/", get(crate::ui::index))
+        .route("/graph", get(crate::ui::index))
+        .route("/endpoints", get(crate::ui::index))
+        .with_state(q)
+}
+
+/// An API error: Prometheus's `errorType` and HTTP status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub kind: &'static str,
+    pub msg: String,
+}
+
+impl ApiError {
+    pub fn bad_data(msg: impl Into<String>) -> Self {
+        ApiError {
+            kind: "bad_data",
+            msg: msg.into(),
+        }
+    }
+    fn param(name: &str, e: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter {}: {e}", model::go_quote(name)))
+    }
+    /// The HTTP status Prometheus answers with.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            "bad_data" => StatusCode::BAD_REQUEST,
+            "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+            "timeout" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "canceled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "not_found" => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    fn from_engine(e: promql::Error) -> Self {
+        use promql::Error as E;
+        let kind = match &e {
+            E::Parse(_) => return Self::param("query", &e),
+            E::Eval(_) | E::TooManySamples => "execution",
+            E::Timeout => "timeout",
+            E::Canceled => "canceled",
+            E::Storage(_) => "internal",
+        };
+        ApiError {
+            kind,
+            msg: e.to_string(),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("valid response")
+}
+
+/// An answer's data, warnings and infos, or its error and warnings.
+pub type ApiResult = Result<(String, Vec<String>, Vec<String>), (ApiError, Vec<String>)>;
+
+fn respond(r: ApiResult) -> Response {
+    match r {
+        Ok((data, warnings, infos)) => {
+            json_response(StatusCode::OK, json::success(&data, &warnings, &infos))
+        }
+        Err((e, warnings)) => json_response(e.status(), json::error(e.kind, &e.msg, &warnings)),
+    }
+}
+
+fn read_params(uri: &Uri, headers: &HeaderMap, method: &Method, body: &Bytes) -> Params {
+    let mut p = Params::default();
+    // Go's ParseForm: body values first, then the URL's.
+    if *method == Method::POST
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    {
+        p.extend_urlencoded(body);
+    }
+    if let Some(q) = uri.query() {
+        p.extend_urlencoded(q.as_bytes());
+    }
+    p
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(s) => params::parse_time(s).map_err(|e| ApiError::param(name, e)),
+    }
+}
+
+fn bool_param(p: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(s) => params::parse_bool(s).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "cannot parse parameter {name}: strconv.ParseBool: parsing {}: invalid syntax",
+                model::go_quote(s)
+            ))
+        }),
+    }
+}
+
+fn matcher_sets(p: &Params) -> Result<Vec<Vec<model::Matcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|s| params::parse_selector(s).map_err(|e| ApiError::param("match[]", e)))
+        .collect()
+}
+
+impl Querier {
+    /// Thanos's per-request options; `step` (ms) for `max_source_resolution=auto`.
+    pub fn query_options(&self, p: &Params, step: i64) -> Result<QueryOptions, ApiError> {
+        let mut replica_labels: Vec<String> = p
+            .all("replicaLabels[]")
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if replica_labels.is_empty() {
+            replica_labels = self.config.replica_labels.clone();
+        }
+        let auto = |step: i64| step / 5;
+        let max_resolution = match p.get("max_source_resolution") {
+            None | Some("") => {
+                if self.config.auto_downsampling {
+                    auto(step)
+                } else {
+                    0
+                }
+            }
+            Some("auto") => auto(step),
+            Some(s) => {
+                let ms = params::parse_duration(s)
+                    .map_err(|e| ApiError::param("max_source_resolution", e))?;
+                if ms < 0 {
+                    return Err(ApiError::bad_data(
+                        "negative max_source_resolution is not accepted. Try a positive integer",
+                    ));
+                }
+                ms
+            }
+        };
+        Ok(QueryOptions {
+            dedup: bool_param(p, "dedup", true)?,
+            replica_labels,
+            partial_response: bool_param(p, "partial_response", self.config.partial_response)?,
+            max_resolution,
+            max_concurrent: self.config.max_concurrent.max(1),
+        })
+    }
+
+    fn engine(&self, p: &Params) -> Result<(Engine, Duration), ApiError> {
+        let mut timeout = self.config.timeout;
+        if let Some(s) = p.get("timeout").filter(|s| !s.is_empty()) {
+            let ms = params::parse_duration(s).map_err(|e| ApiError::param("timeout", e))?;
+            if ms > 0 {
+                timeout = timeout.min(Duration::from_millis(ms as u64));
+            }
+        }
+        let mut lookback = self.config.lookback_delta;
+        if let Some(s) = p.get("lookback_delta").filter(|s| !s.is_empty()) {
+            let ms = params::parse_duration(s).map_err(|e| ApiError::param("lookback_delta", e))?;
+            if ms > 0 {
+                lookback = Duration::from_millis(ms as u64);
+            }
+        }
+        let opts = EngineOpts {
+            lookback_delta: lookback,
+            max_samples: self.config.max_samples,
+            timeout,
+            ..EngineOpts::default()
+        };
+        Ok((Engine::new(opts), timeout))
+    }
+
+    /// Evaluates a query over `[start, end]` every `step` (0: instant) and
+    /// answers as Prometheus does (data, warnings, infos).
+    pub async fn run_query(
+        &self,
+        p: &Params,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> ApiResult {
+        let (engine, timeout) = self.engine(p).map_err(|e| (e, vec![]))?;
+        let opts = self.query_options(p, step).map_err(|e| (e, vec![]))?;
+        let q = StoreQueryable::new(Arc::clone(&self.endpoints), opts);
+        let _permit = self.gate.acquire().await;
+        let fut = async {
+            if step == 0 {
+                engine.instant_query(&q, query, start).await
+            } else {
+                engine.range_query(&q, query, start, end, step).await
+            }
+        };
+        let r = match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(promql::Error::Timeout),
+        };
+        let mut warnings = q.take_warnings();
+        match r {
+            Ok(res) => {
+                warnings.extend(res.warnings);
+                Ok((json::query_data(&res.value), warnings, res.infos))
+            }
+            Err(e) => Err((ApiError::from_engine(e), warnings)),
+        }
+    }
+}
+
+async fn query(
+    State(q): State<Arc<Querier>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = async {
+        let ts = time_param(&p, "time", now_ms()).map_err(|e| (e, vec![]))?;
+        let expr = p.get("query").unwrap_or("").to_string();
+        q.run_query(&p, &expr, ts, ts, 0).await
+    }
+    .await;
+    respond(r)
+}
+
+async fn query_range(
+    State(q): State<Arc<Querier>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = async {
+        let nw = |e| (e, Vec::new());
+        let start = params::parse_time(p.get("start").unwrap_or(""))
+            .map_err(|e| nw(ApiError::param("start", e)))?;
+        let end = params::parse_time(p.get("end").unwrap_or(""))
+            .map_err(|e| nw(ApiError::param("end", e)))?;
+        if end < start {
+            return Err(nw(ApiError::bad_data(
+                "end timestamp must not be before start time",
+            )));
+        }
+        let step = params::parse_duration(p.get("step").unwrap_or(""))
+            .map_err(|e| nw(ApiError::param("step", e)))?;
+        if step <= 0 {
+            return Err(nw(ApiError::bad_data(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            )));
+        }
+        if (end - start) / step > 11_000 {
+            return Err(nw(ApiError::bad_data(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            )));
+        }
+        let expr = p.get("query").unwrap_or("").to_string();
+        q.run_query(&p, &expr, start, end, step).await
+    }
+    .await;
+    respond(r)
+}
+
+async fn series(
+    State(q): State<Arc<Querier>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = async {
+        let nw = |e| (e, Vec::new());
+        if p.all("match[]").is_empty() {
+            return Err(nw(ApiError::bad_data("no match[] parameter provided")));
+        }
+        let start = time_param(&p, "start", MIN_TIME).map_err(nw)?;
+        let end = time_param(&p, "end", MAX_TIME).map_err(nw)?;
+        let sets = matcher_sets(&p).map_err(nw)?;
+        let opts = q.query_options(&p, 0).map_err(nw)?;
+        let sq = StoreQueryable::new(Arc::clone(&q.endpoints), opts);
+        let r = sq.series_labels(&sets, start, end).await;
+        let warnings = sq.take_warnings();
+        match r {
+            Ok(ls) => {
+                let mut o = String::from("[");
+                for (i, l) in ls.iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    json::write_labels(&mut o, l);
+                }
+                o.push(']');
+                Ok((o, warnings, vec![]))
+            }
+            Err(e) => Err((ApiError::from_engine(e), warnings)),
+        }
+    }
+    .await;
+    respond(r)
+}
+
+async fn labels(
+    State(q): State<Arc<Querier>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = async {
+        let nw = |e| (e, Vec::new());
+        let start = time_param(&p, "start", MIN_TIME).map_err(nw)?;
+        let end = time_param(&p, "end", MAX_TIME).map_err(nw)?;
+        let sets = matcher_sets(&p).map_err(nw)?;
+        let opts = q.query_options(&p, 0).map_err(nw)?;
+        let sq = StoreQueryable::new(Arc::clone(&q.endpoints), opts);
+        let r = sq.label_names(&sets, start, end).await;
+        let warnings = sq.take_warnings();
+        match r {
+            Ok(names) => {
+                let mut o = String::new();
+                json::write_strings(&mut o, &names);
+                Ok((o, warnings, vec![]))
+            }
+            Err(e) => Err((ApiError::from_engine(e), warnings)),
+        }
+    }
+    .await;
+    respond(r)
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut it = s.chars();
+    matches!(it.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && it.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+async fn label_values(
+    State(q): State<Arc<Querier>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = async {
+        let nw = |e| (e, Vec::new());
+        if !valid_label_name(&name) {
+            return Err(nw(ApiError::bad_data(format!(
+                "invalid label name: {}",
+                model::go_quote(&name)
+            ))));
+        }
+        let start = time_param(&p, "start", MIN_TIME).map_err(nw)?;
+        let end = time_param(&p, "end", MAX_TIME).map_err(nw)?;
+        let sets = matcher_sets(&p).map_err(nw)?;
+        let opts = q.query_options(&p, 0).map_err(nw)?;
+        let sq = StoreQueryable::new(Arc::clone(&q.endpoints), opts);
+        let r = sq.label_values(&name, &sets, start, end).await;
+        let warnings = sq.take_warnings();
+        match r {
+            Ok(values) => {
+                let mut o = String::new();
+                json::write_strings(&mut o, &values);
+                Ok((o, warnings, vec![]))
+            }
+            Err(e) => Err((ApiError::from_engine(e), warnings)),
+        }
+    }
+    .await;
+    respond(r)
+}
+
+async fn buildinfo() -> Response {
+    let data = format!(
+        r#"{{"version":"{}","revision":"","branch":"","buildUser":"","buildDate":"","goVersion":""}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+async fn empty_object() -> Response {
+    json_response(StatusCode::OK, json::success("{}", &[], &[]))
+}
+
+async fn empty_list() -> Response {
+    json_response(StatusCode::OK, json::success("[]", &[], &[]))
+}
+
+/// The endpoints as JSON: `[{address, health, component, labelSets, minTime,
+/// maxTime, lastCheck, lastError}]`.
+pub async fn endpoints_json(set: &EndpointSet) -> String {
+    let mut o = String::from("[");
+    for (i, s) in set.status().await.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(r#"{"address":"#);
+        json::write_str(&mut o, &s.address);
+        let (health, info, err) = match &s.health {
+            Health::Unknown => ("unknown", None, None),
+            Health::Up(i) => ("up", Some(i), None),
+            Health::Down { info, error } => ("down", info.as_ref(), Some(error)),
+        };
+        o.push_str(r#","health":"#);
+        json::write_str(&mut o, health);
+        if let Some(i) = info {
+            o.push_str(r#","component":"#);
+            json::write_str(&mut o, &i.component);
+            o.push_str(r#","labelSets":["#);
+            for (j, l) in i.label_sets.iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                json::write_labels(&mut o, l);
+            }
+            o.push_str(&format!(
+                r#"],"minTime":{},"maxTime":{}"#,
+                i.min_time, i.max_time
+            ));
+        }
+        o.push_str(&format!(r#","lastCheck":{}"#, s.last_check_ms));
+        if let Some(e) = err {
+            o.push_str(r#","lastError":"#);
+            json::write_str(&mut o, e);
+        }
+        o.push('}');
+    }
+    o.push(']');
+    o
+}
+
+async fn endpoints_api(State(q): State<Arc<Querier>>) -> Response {
+    let data = endpoints_json(&q.endpoints).await;
+    json_response(StatusCode::OK, json::success(&data, &[], &[]))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status(), json::error(self.kind, &self.msg, &[]))
+    }
+}
