@@ -18,7 +18,7 @@ release:
 deps:
 	@tests/scripts/install-deps.sh
 
-## run: build, backfill a week of demo history into a local bucket, show it.
+## run: build, backfill a week of demo history into a local bucket, start the whole stack (UI on :10902).
 run: deps release
 	@tests/scripts/run-local.sh "$(RUN_DIR)"
 
