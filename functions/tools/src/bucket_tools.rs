@@ -115,3 +115,130 @@ pub async fn ls(cfg: &ObjstoreConfig, json: bool, mut out: impl Write) -> Result
     }
     Ok(())
 }
+
+/// What `mark` did to one block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkOutcome {
+    Added,
+    AlreadyMarked,
+    Removed,
+}
+
+/// `mark`: adds (or with `remove`, deletes) the `marker` file
+/// (`deletion-mark.json`, `no-compact-mark.json` or `no-downsample-mark.json`, as
+/// Thanos names them) of each
+/// block in `ids`, with `details`. No-compact and no-downsample marks carry reason `manual`.
+/// Adding a mark to a block the bucket doesn't have is an error.
+pub async fn mark(
+    cfg: &ObjstoreConfig,
+    ids: &[ulid::Ulid],
+    marker: &str,
+    details: &str,
+    remove: bool,
+    mut out: impl Write,
+) -> Result<Vec<MarkOutcome>> {
+    use bucket::markers::{self, MarkerKind, NoCompactReason};
+    let Some(kind) = MarkerKind::from_filename(marker) else {
+        return Err(Error::Usage(format!(
+            "invalid --marker {marker:?}: want {}, {} or {}",
+            markers::DELETION_MARK_FILENAME,
+            markers::NO_COMPACT_MARK_FILENAME,
+            markers::NO_DOWNSAMPLE_MARK_FILENAME
+        )));
+    };
+    if !remove && details.trim().is_empty() {
+        return Err(Error::Usage(
+            "give --details: why the block is marked".into(),
+        ));
+    }
+    let store = cfg.build()?;
+    let io = |e| Error::io("writing output", e);
+    let mut done = Vec::new();
+    for &id in ids {
+        let outcome = if remove {
+            markers::remove_marker(store.as_ref(), id, kind).await?;
+            MarkOutcome::Removed
+        } else {
+            if bucket::fetch_meta(store.as_ref(), id).await?.is_none() {
+                return Err(Error::Usage(format!(
+                    "block {id} not found in the bucket (no meta.json)"
+                )));
+            }
+            let added = match kind {
+                MarkerKind::Deletion => {
+                    markers::mark_for_deletion(store.as_ref(), id, details).await?
+                }
+                MarkerKind::NoCompact => {
+                    markers::mark_no_compact(store.as_ref(), id, NoCompactReason::Manual, details)
+                        .await?
+                }
+                MarkerKind::NoDownsample => {
+                    markers::mark_no_downsample(store.as_ref(), id, "manual", details).await?
+                }
+            };
+            if added {
+                MarkOutcome::Added
+            } else {
+                MarkOutcome::AlreadyMarked
+            }
+        };
+        let what = match outcome {
+            MarkOutcome::Added => "marked with",
+            MarkOutcome::AlreadyMarked => "already has",
+            MarkOutcome::Removed => "removed",
+        };
+        writeln!(out, "{id}: {what} {}", kind.filename()).map_err(io)?;
+        done.push(outcome);
+    }
+    Ok(done)
+}
+
+/// Retention per resolution in ms (raw, 5m, 1h); 0 keeps blocks forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: i64,
+    pub res_5m: i64,
+    pub res_1h: i64,
+}
+
+impl Retention {
+    fn for_resolution(&self, res: i64) -> i64 {
+        match res {
+            tsdb::meta::RES_RAW => self.raw,
+            tsdb::meta::RES_5M => self.res_5m,
+            tsdb::meta::RES_1H => self.res_1h,
+            _ => 0,
+        }
+    }
+}
+
+/// `retention`: marks for deletion (as the compactor's retention does) every block
+/// whose maxTime is older than `now_ms` minus its resolution's retention. Blocks
+/// already marked are left as they are. Returns the blocks newly marked.
+pub async fn apply_retention(
+    cfg: &ObjstoreConfig,
+    retention: Retention,
+    now_ms: i64,
+    mut out: impl Write,
+) -> Result<Vec<ulid::Ulid>> {
+    let store = cfg.build()?;
+    let metas = bucket::list_block_metas(store.as_ref()).await?;
+    let io = |e| Error::io("writing output", e);
+    let mut marked = Vec::new();
+    for m in &metas.metas {
+        let keep = retention.for_resolution(m.resolution());
+        if keep <= 0 || m.max_time >= now_ms - keep {
+            continue;
+        }
+        let details = format!(
+            "block exceeds retention of {} for resolution {}",
+            crate::bucket_inspect::go_duration(keep),
+            crate::bucket_inspect::resolution_string(m.resolution())
+        );
+        if bucket::markers::mark_for_deletion(store.as_ref(), m.ulid, &details).await? {
+            writeln!(out, "{}: marked for deletion ({details})", m.ulid).map_err(io)?;
+            marked.push(m.ulid);
+        }
+    }
+    Ok(marked)
+}

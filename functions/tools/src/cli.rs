@@ -48,6 +48,64 @@ pub enum BucketCommand {
         #[arg(short = 'o', long = "output", default_value = "text")]
         output: String,
     },
+    /// Prints a table of the bucket's blocks (ULID, times, stats, level,
+    /// resolution, source, labels), sorted by labels then minTime.
+    Inspect {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Output: table, tsv or json.
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: String,
+    },
+    /// Adds or removes a deletion, no-compact or no-downsample mark on blocks.
+    Mark {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// ULID of a block to mark; repeatable.
+        #[arg(long = "id", required = true)]
+        ids: Vec<String>,
+        /// deletion-mark.json, no-compact-mark.json or no-downsample-mark.json.
+        #[arg(long = "marker")]
+        marker: String,
+        /// Why the block is marked (required when adding).
+        #[arg(long = "details", default_value = "")]
+        details: String,
+        /// Remove the marker instead of adding it.
+        #[arg(long = "remove")]
+        remove: bool,
+    },
+    /// Reports overlapping blocks, partial uploads, unreadable metas and (with
+    /// --issues index) index problems. Exits non-zero when it finds any.
+    Verify {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Checks to run: overlaps, partial, meta, index (repeatable; default all
+        /// but index). Thanos's overlapped_blocks and index_known_issues work too.
+        #[arg(short = 'i', long = "issues", value_delimiter = ',')]
+        issues: Vec<String>,
+    },
+    /// Serves a page with a timeline of the blocks per stream and resolution.
+    Web {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Listen address.
+        #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+        http_address: String,
+    },
+    /// Marks for deletion the blocks older than the retention of their resolution.
+    Retention {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Retention of raw blocks (0d: forever).
+        #[arg(long = "retention.resolution-raw", default_value = "0d")]
+        raw: String,
+        /// Retention of 5m-downsampled blocks (0d: forever).
+        #[arg(long = "retention.resolution-5m", default_value = "0d")]
+        res_5m: String,
+        /// Retention of 1h-downsampled blocks (0d: forever).
+        #[arg(long = "retention.resolution-1h", default_value = "0d")]
+        res_1h: String,
+    },
     /// Uploads local blocks (each subdirectory of --path) the bucket doesn't have.
     #[command(name = "upload-blocks")]
     UploadBlocks {
@@ -212,6 +270,93 @@ async fn bucket_command(c: BucketCommand) -> crate::Result<()> {
                 }
             };
             bt::ls(&cfg, json, std::io::stdout().lock()).await
+        }
+        BucketCommand::Inspect { objstore, output } => {
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let format = crate::bucket_inspect::InspectFormat::parse(&output)?;
+            crate::bucket_inspect::inspect(&cfg, format, std::io::stdout().lock()).await
+        }
+        BucketCommand::Mark {
+            objstore,
+            ids,
+            marker,
+            details,
+            remove,
+        } => {
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let ids = ids
+                .iter()
+                .map(|s| {
+                    ulid::Ulid::from_string(s)
+                        .map_err(|e| crate::Error::Usage(format!("invalid --id {s:?}: {e}")))
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            bt::mark(
+                &cfg,
+                &ids,
+                &marker,
+                &details,
+                remove,
+                std::io::stdout().lock(),
+            )
+            .await?;
+            Ok(())
+        }
+        BucketCommand::Verify { objstore, issues } => {
+            use crate::bucket_verify::{self as bv, Issue};
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let issues = if issues.is_empty() {
+                Issue::DEFAULT.to_vec()
+            } else {
+                issues
+                    .iter()
+                    .map(|s| Issue::parse(s))
+                    .collect::<crate::Result<_>>()?
+            };
+            let report = bv::verify(&cfg, &issues).await?;
+            report.write(std::io::stdout().lock())?;
+            match report.issue_count() {
+                0 => Ok(()),
+                n => Err(crate::Error::Failed(format!("verify found {n} issues"))),
+            }
+        }
+        BucketCommand::Web {
+            objstore,
+            http_address,
+        } => {
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(&http_address)
+                .await
+                .map_err(|e| crate::Error::io(format!("listen on {http_address}"), e))?;
+            eprintln!(
+                "serving the bucket's blocks on http://{}/",
+                listener
+                    .local_addr()
+                    .map_err(|e| crate::Error::io("local address", e))?
+            );
+            crate::bucket_web::serve(&cfg, listener).await
+        }
+        BucketCommand::Retention {
+            objstore,
+            raw,
+            res_5m,
+            res_1h,
+        } => {
+            use crate::backfill::parse_duration;
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let retention = bt::Retention {
+                raw: parse_duration(&raw)?,
+                res_5m: parse_duration(&res_5m)?,
+                res_1h: parse_duration(&res_1h)?,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| crate::Error::Usage(format!("system clock before 1970: {e}")))?
+                .as_millis() as i64;
+            let marked =
+                bt::apply_retention(&cfg, retention, now, std::io::stdout().lock()).await?;
+            println!("{} blocks marked for deletion", marked.len());
+            Ok(())
         }
         BucketCommand::UploadBlocks {
             objstore,

@@ -1,10 +1,14 @@
-//! `aether tools`: operator tools over TSDB blocks (dump, analyze, backfill from
+//! `aether tools`: operator tools over TSDB blocks and buckets (dump, analyze,
+//! bucket ls/inspect/mark/verify/retention/web, backfill from
 //! OpenMetrics). The `cli` module holds their flags; each tool is a module with a
 //! plain function so tests and other crates can call it without a process.
 
 pub mod analyze;
 pub mod backfill;
+pub mod bucket_inspect;
 pub mod bucket_tools;
+pub mod bucket_verify;
+pub mod bucket_web;
 pub mod cli;
 pub mod demo;
 pub mod dump;
@@ -29,6 +33,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    /// A check ran and found problems (e.g. `bucket verify`).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {
