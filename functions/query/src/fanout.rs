@@ -387,6 +387,52 @@ pub fn decode_series(
         }
         Ok(v)
     };
+    // Counter aggregates: Thanos's `ApplyCounterResetsSeriesIterator` over the
+    // series' counter sub-chunks in time order. Each sub-chunk restarts at its
+    // first raw value and ends with the last raw value repeated at its last
+    // timestamp; read naively, a reset before a chunk boundary looks like a drop
+    // to `rate` and inflates it.
+    if aggrs == [Aggr::Counter] && s.chunks.iter().any(|c| c.raw.is_none()) {
+        let mut chunks: Vec<&pb::AggrChunk> = s.chunks.iter().collect();
+        chunks.sort_by_key(|c| c.min_time);
+        let mut state: Option<(i64, f64, f64)> = None; // (last t, last raw v, total)
+        for c in chunks {
+            let points = match (&c.raw, &c.counter) {
+                (Some(raw), _) | (None, Some(raw)) => floats_of(raw)?,
+                (None, None) => {
+                    return Err(storeapi::Error::Corrupt(
+                        "downsampled chunk without the counter aggregate".into(),
+                    ))
+                }
+            };
+            for (t, v) in points {
+                if v.is_nan() {
+                    continue;
+                }
+                match &mut state {
+                    None => {
+                        state = Some((t, v, v));
+                        if keep(t) {
+                            out.floats.push((t, v));
+                        }
+                    }
+                    Some((last_t, last_v, total)) => {
+                        if t > *last_t {
+                            *total += if v >= *last_v { v - *last_v } else { v };
+                            *last_t = t;
+                            *last_v = v;
+                            if keep(t) {
+                                out.floats.push((t, *total));
+                            }
+                        } else if t == *last_t {
+                            *last_v = v;
+                        }
+                    }
+                }
+            }
+        }
+        return Ok(());
+    }
     for c in &s.chunks {
         if let Some(raw) = &c.raw {
             for r in storeapi::chunk::iter_wire_chunk(raw)? {
@@ -526,5 +572,39 @@ mod tests {
         assert_eq!(out.floats, vec![(300_000, 5.0)]);
         let mut out = Series::default();
         assert!(decode_series(&s, &[Aggr::Max], 0, i64::MAX, &mut out).is_err());
+    }
+
+    #[test]
+    fn counter_resets_apply_across_downsampled_chunks() {
+        // Chunk 1: raw 10 → 20, reset, → 5 (corrected 25), last raw 5. Chunk 2
+        // starts at raw 6: an increase of 1, not a reset.
+        let chunk = |min_time, points: &[(i64, f64)]| pb::AggrChunk {
+            min_time,
+            max_time: points.last().unwrap().0,
+            counter: Some(xor(points)),
+            ..Default::default()
+        };
+        let s = pb::Series {
+            labels: vec![],
+            chunks: vec![
+                chunk(600_000, &[(600_000, 6.0), (899_999, 8.0), (899_999, 8.0)]),
+                chunk(
+                    0,
+                    &[(0, 10.0), (299_999, 20.0), (599_999, 25.0), (599_999, 5.0)],
+                ),
+            ],
+        };
+        let mut out = Series::default();
+        decode_series(&s, &[Aggr::Counter], 0, i64::MAX, &mut out).unwrap();
+        assert_eq!(
+            out.floats,
+            vec![
+                (0, 10.0),
+                (299_999, 20.0),
+                (599_999, 25.0),
+                (600_000, 26.0),
+                (899_999, 28.0)
+            ]
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|promql]`.
 
 mod promql;
+mod query;
 mod store;
 
 use std::path::Path;
@@ -292,6 +293,7 @@ fn main() -> Result<()> {
         "writer-1m" => bench_writer_1m(),
         "promql" => promql::bench_promql(),
         "store" => store::bench_store(),
+        "query" => query::bench_query(),
         "all" => {
             bench_tsdb()?;
             // In its own process so its peak RSS is its own.
