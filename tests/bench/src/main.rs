@@ -1,6 +1,6 @@
 //! `make bench`: throughput and size figures for Aether, side by side with the
 //! reference where one exists (promtool 2.42), printed as a Markdown table that
-//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|promql]`.
+//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|store|promql|query]`.
 
 mod promql;
 mod query;
@@ -309,8 +309,18 @@ fn main() -> Result<()> {
             if !st.success() {
                 bail!("store failed");
             }
-            promql::bench_promql()
+            promql::bench_promql()?;
+            // The querier's load test in its own process (peak RSS).
+            let st = Command::new(std::env::current_exe()?)
+                .arg("query")
+                .status()?;
+            if !st.success() {
+                bail!("query failed");
+            }
+            Ok(())
         }
-        other => bail!("unknown benchmark {other:?}: want all, tsdb, writer-1m or promql"),
+        other => {
+            bail!("unknown benchmark {other:?}: want all, tsdb, writer-1m, store, promql or query")
+        }
     }
 }
