@@ -121,10 +121,14 @@ fn noise(a: u64, b: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Requests per second of an instance at time t: a daily wave plus noise.
-fn rps(instance: usize, t: i64) -> f64 {
-    let day = (t as f64 / 86_400_000.0) * std::f64::consts::TAU;
-    20.0 + 10.0 * (day + instance as f64).sin() + 5.0 * noise(instance as u64, (t / 60_000) as u64)
+/// Requests an instance served between its last restart and `t`: the integral of
+/// a rate of `22.5 + 10 sin(2π t / 1d + instance)` per second, so counters only go
+/// up (until a restart) and `rate()` shows the daily wave.
+fn requests_since_restart(instance: usize, t: i64) -> f64 {
+    let omega = std::f64::consts::TAU / 86_400.0;
+    let phase = instance as f64;
+    let (r, t) = (last_restart(instance, t) as f64 / 1000.0, t as f64 / 1000.0);
+    22.5 * (t - r) + (10.0 / omega) * ((omega * r + phase).cos() - (omega * t + phase).cos())
 }
 
 /// Restarts: each instance restarts once every ~2 days; counters reset.
@@ -154,7 +158,7 @@ impl DemoSeries {
     fn value(&self, t: i64) -> Option<f64> {
         let i = self.instance;
         let since = (t - last_restart(i, t)) as f64 / 1000.0;
-        let rate = rps(i, t);
+        let served = requests_since_restart(i, t);
         Some(match self.kind {
             Kind::Up => {
                 // Down for ~10 minutes around each restart.
@@ -166,13 +170,13 @@ impl DemoSeries {
             }
             Kind::Requests { handler, code } => {
                 let share = [0.5, 0.3, 0.15, 0.05][handler] * if code == 0 { 0.99 } else { 0.01 };
-                (since * rate * share).floor()
+                (served * share).floor()
             }
-            Kind::HistCount { handler } => (since * rate * [0.5, 0.3, 0.15, 0.05][handler]).floor(),
-            Kind::HistSum { handler } => since * rate * [0.5, 0.3, 0.15, 0.05][handler] * 0.12,
+            Kind::HistCount { handler } => (served * [0.5, 0.3, 0.15, 0.05][handler]).floor(),
+            Kind::HistSum { handler } => served * [0.5, 0.3, 0.15, 0.05][handler] * 0.12,
             Kind::Bucket { handler, le } => {
                 let frac = [0.4, 0.6, 0.85, 0.95, 0.99, 1.0][le];
-                (since * rate * [0.5, 0.3, 0.15, 0.05][handler] * frac).floor()
+                (served * [0.5, 0.3, 0.15, 0.05][handler] * frac).floor()
             }
             Kind::Cpu { mode } => since * [0.35, 0.1, 1.55][mode],
             Kind::Memory => {
@@ -229,4 +233,40 @@ pub fn write_openmetrics(spec: &DemoSpec, mut out: impl Write) -> Result<()> {
         }
     }
     writeln!(out, "# EOF").map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_only_reset_at_restarts() {
+        let spec = DemoSpec {
+            start: 0,
+            end: 5 * 86_400_000,
+            interval: 60_000,
+            instances: 2,
+        };
+        for s in series(&spec) {
+            if !matches!(
+                s.kind,
+                Kind::Requests { .. }
+                    | Kind::HistCount { .. }
+                    | Kind::Bucket { .. }
+                    | Kind::Cpu { .. }
+            ) {
+                continue;
+            }
+            let v = s.samples(&spec, spec.start, spec.end);
+            for w in v.windows(2) {
+                let restarted = last_restart(s.instance, w[1].0) > w[0].0;
+                assert!(
+                    w[1].1 >= w[0].1 || restarted,
+                    "{} decreased at {}",
+                    s.labels,
+                    w[1].0
+                );
+            }
+        }
+    }
 }
