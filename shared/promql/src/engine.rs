@@ -191,7 +191,7 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
     Ok(out)
 }
 
-fn addr<T>(r: &T) -> usize {
+pub(crate) fn addr<T>(r: &T) -> usize {
     r as *const T as usize
 }
 
@@ -287,6 +287,28 @@ impl Planner {
                 self.plan(&b.rhs, mint, maxt, None, None)?;
             }
             Expr::Paren(p) => self.plan(&p.expr, mint, maxt, func, grouping)?,
+            Expr::Call(c) if c.func.name == "info" => {
+                // The first argument is planned as usual; the info series are fetched
+                // by the second (a label selector) over the steps' lookback, keyed
+                // by the call (see `crate::info`).
+                if let Some(a) = c.args.args.first() {
+                    self.plan(a, mint, maxt, Some("info"), None)?;
+                }
+                let matchers = crate::info::info_fetch_matchers(c)?;
+                self.fetches.push(Fetch {
+                    key: addr(c),
+                    matchers,
+                    hints: SelectHints {
+                        start: mint - self.lookback + 1,
+                        end: maxt,
+                        step: self.step,
+                        range: 0,
+                        func: Some("info".to_string()),
+                        grouping: Vec::new(),
+                        by: false,
+                    },
+                });
+            }
             Expr::Call(c) => {
                 for a in &c.args.args {
                     self.plan(a, mint, maxt, Some(c.func.name), None)?;
@@ -387,6 +409,11 @@ impl Evaluator {
             return Err(Error::Timeout);
         }
         Ok(())
+    }
+
+    /// Takes the fetched series of a fetch key (see [`addr`]).
+    pub fn take_data(&mut self, key: usize) -> Vec<Series> {
+        self.data.remove(&key).unwrap_or_default()
     }
 
     pub fn check_samples(&self, per_step: &[usize]) -> Result<()> {
@@ -878,9 +905,16 @@ impl Evaluator {
                     p
                 };
                 let (lpresent, rpresent) = (present(&lhs), present(&rhs));
+                // `fill`/`fill_left`/`fill_right`: as Prometheus, the right fill stands
+                // in for a missing "one" side and the left fill for a missing "many"
+                // side (in the frame where the "many" side is on the left).
+                let fill = &modifier.fill_values;
+                let any_fill = fill.lhs.is_some() || fill.rhs.is_some();
                 for st in 0..n {
                     self.check()?;
-                    if !lpresent[st] || !rpresent[st] {
+                    if !lpresent[st] && !rpresent[st]
+                        || (!lpresent[st] || !rpresent[st]) && !any_fill
+                    {
                         continue;
                     }
                     // Duplicates on the "one" side.
@@ -897,18 +931,48 @@ impl Evaluator {
                     }
                     let mut matched: std::collections::HashSet<&Labels> =
                         std::collections::HashSet::new();
+                    // Output series of filled pairs are looked up by labels.
+                    const FILLED: usize = usize::MAX;
+                    let mut pairs: Vec<PairIn<'_>> = Vec::new();
                     for (i, ms) in many.iter().enumerate() {
                         let Some(mv) = ms.val(st) else { continue };
-                        let Some(group) = mgroup[i] else {
-                            continue;
+                        let j = mgroup[i].and_then(|g| g.iter().copied().find(|&j| one[j].has(st)));
+                        let ov = match j {
+                            Some(j) => match one[j].val(st) {
+                                Some(ov) => ov,
+                                None => continue,
+                            },
+                            None => match fill.rhs {
+                                Some(f) => Val::F(f),
+                                None => continue,
+                            },
                         };
-                        let Some(&j) = group.iter().find(|&&j| one[j].has(st)) else {
-                            continue;
-                        };
-                        if many_dups && !matched.insert(&msig[i]) {
+                        if !matched.insert(&msig[i]) && many_dups {
                             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
                         }
-                        let Some(ov) = one[j].val(st) else { continue };
+                        pairs.push(PairIn {
+                            many: Some(i),
+                            one: j,
+                            mv,
+                            ov,
+                        });
+                    }
+                    if let Some(f) = fill.lhs {
+                        for (j, os) in one.iter().enumerate() {
+                            let Some(ov) = os.val(st) else { continue };
+                            if matched.contains(&osig[j]) {
+                                continue;
+                            }
+                            pairs.push(PairIn {
+                                many: None,
+                                one: Some(j),
+                                mv: Val::F(f),
+                                ov,
+                            });
+                        }
+                    }
+                    for p in pairs {
+                        let (mv, ov) = (p.mv, p.ov);
                         let (lv, rv) = if card == 2 { (ov, mv) } else { (mv, ov) };
                         let mut note = None;
                         let res = elem_binop_ann(op, lv, rv, &mut note);
@@ -930,17 +994,21 @@ impl Evaluator {
                         if !keep {
                             continue;
                         }
-                        let oi = match last_pair[i] {
-                            Some((lj, k)) if lj == j => k,
-                            _ => {
-                                let labels = result_metric(
-                                    &ms.labels,
-                                    &one[j].labels,
-                                    card,
-                                    on,
-                                    &names,
-                                    &include,
-                                );
+                        let cached = match (p.many, p.one) {
+                            (Some(i), Some(j)) => last_pair[i].filter(|x| x.0 == j).map(|x| x.1),
+                            _ => None,
+                        };
+                        let oi = match cached {
+                            Some(k) => k,
+                            None => {
+                                // A filled side has only the match group's labels.
+                                let (ml, ol): (&Labels, &Labels) = match (p.many, p.one) {
+                                    (Some(i), Some(j)) => (&many[i].labels, &one[j].labels),
+                                    (Some(i), None) => (&many[i].labels, &msig[i]),
+                                    (None, Some(j)) => (&osig[j], &one[j].labels),
+                                    (None, None) => unreachable!("a pair has a side"),
+                                };
+                                let labels = result_metric(ml, ol, card, on, &names, &include);
                                 let k = match out_idx.get(&labels) {
                                     Some(&k) => k,
                                     None => {
@@ -954,7 +1022,9 @@ impl Evaluator {
                                         out.len() - 1
                                     }
                                 };
-                                last_pair[i] = Some((j, k));
+                                if let Some(i) = p.many {
+                                    last_pair[i] = Some((p.one.unwrap_or(FILLED), k));
+                                }
                                 k
                             }
                         };
@@ -969,13 +1039,26 @@ impl Evaluator {
                         } else {
                             out[oi].v[st] = Some(value);
                         }
-                        out[oi].drop |= drop_op || ms.drop;
+                        let side_drop = match (p.many, p.one) {
+                            (Some(i), _) => many[i].drop,
+                            (None, Some(j)) => one[j].drop,
+                            (None, None) => false,
+                        };
+                        out[oi].drop |= drop_op || side_drop;
                     }
                 }
                 Ok(out)
             }
         }
     }
+}
+
+/// One (many, one) pair of a vector-matching step; a missing side is filled.
+struct PairIn<'a> {
+    many: Option<usize>,
+    one: Option<usize>,
+    mv: Val<'a>,
+    ov: Val<'a>,
 }
 
 /// Collects the selectors whose nearest enclosing histogram function is
@@ -1469,7 +1552,7 @@ pub(crate) fn walk(e: &Expr, f: &mut dyn FnMut(&Expr)) {
 }
 
 fn drop_name(l: &Labels) -> Labels {
-    l.without(&[METRIC_NAME])
+    l.without(&[METRIC_NAME, "__type__", "__unit__"])
 }
 
 /// Turns the evaluated value into the query result: removes names marked for

@@ -1174,6 +1174,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
     let nargs = c.args.args.len();
     let n = ts.len();
     match name {
+        "info" => crate::info::eval_info(ev, c, ts),
         "time" => Ok(V::Scalar(ts.iter().map(|&t| t as f64 / 1000.0).collect())),
         "pi" => Ok(V::Scalar(vec![std::f64::consts::PI; n])),
         "start" => Ok(V::Scalar(vec![ev.start as f64 / 1000.0; n])),

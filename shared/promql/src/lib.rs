@@ -16,6 +16,7 @@ pub mod blocks;
 mod engine;
 mod funcs;
 mod hist;
+mod info;
 pub mod promqltest;
 mod queryable;
 mod value;
