@@ -23,47 +23,11 @@ use crate::openmetrics::Parser;
 use crate::{Error, Result};
 
 /// Parses a Prometheus duration (`2h`, `1h30m`, `90s`, `1d`, `1w`, `1y`, `500ms`)
-/// into milliseconds.
+/// into milliseconds, with the bucket config's parser (one grammar everywhere).
 pub fn parse_duration(s: &str) -> Result<i64> {
-    let bad = || Error::Usage(format!("invalid duration {s:?} (want e.g. 2h, 1h30m, 1d)"));
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return Err(bad());
-        }
-        let n: i64 = s[start..i].parse().map_err(|_| bad())?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = match &s[ustart..i] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    let d = bucket::config::parse_duration(s)
+        .map_err(|e| Error::Usage(format!("{e} (want e.g. 2h, 1h30m, 1d)")))?;
+    i64::try_from(d.as_millis()).map_err(|_| Error::Usage(format!("duration {s:?} too large")))
 }
 
 /// Where one window's samples are spooled.
