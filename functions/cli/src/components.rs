@@ -149,6 +149,13 @@ pub struct QueryArgs {
     pub partial_response: bool,
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub max_samples: u64,
+    /// Widen the lookback delta to the resolution of downsampled data read.
+    #[arg(long = "query.dynamic-lookback-delta", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dynamic_lookback_delta: bool,
+    /// Downsampled data when a request has no max_source_resolution: auto
+    /// (resolution <= step/5), as `max_source_resolution=auto`.
+    #[arg(long = "query.auto-downsampling")]
+    pub auto_downsampling: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -47,7 +47,8 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         lookback_delta: duration("query.lookback-delta", &a.lookback_delta)?,
         partial_response: a.partial_response,
         max_samples: usize::try_from(a.max_samples).unwrap_or(usize::MAX),
-        auto_downsampling: false,
+        auto_downsampling: a.auto_downsampling,
+        dynamic_lookback_delta: a.dynamic_lookback_delta,
     };
     let set = Arc::new(set);
     let querier = query::Querier::new(Arc::clone(&set), config);

@@ -54,6 +54,8 @@ fn thanos_command_lines_parse() {
             "--query.replica-label=replica",
             "--query.timeout=2m",
             "--query.partial-response",
+            "--query.auto-downsampling",
+            "--query.dynamic-lookback-delta=false",
         ],
         &[
             "compact",

@@ -36,6 +36,10 @@ pub struct QuerierConfig {
     pub max_samples: usize,
     /// Downsampling when `max_source_resolution` is absent: true = `auto`.
     pub auto_downsampling: bool,
+    /// `--query.dynamic-lookback-delta`: widen the lookback delta to the
+    /// resolution of downsampled data read (5m, 1h), as Thanos does, so that
+    /// instant vectors over 1h-resolution data are not empty.
+    pub dynamic_lookback_delta: bool,
 }
 
 impl Default for QuerierConfig {
@@ -48,8 +52,36 @@ impl Default for QuerierConfig {
             partial_response: false,
             max_samples: 50_000_000,
             auto_downsampling: false,
+            dynamic_lookback_delta: true,
         }
     }
+}
+
+/// Thanos's lookback delta for a query reading data up to `max_resolution`
+/// (ms): the configured `base`, widened to 5m or 1h when the resolution read
+/// is coarser than the base and (with `dynamic`) the resolution level below.
+pub fn lookback_for_resolution(base: Duration, dynamic: bool, max_resolution: i64) -> Duration {
+    const LEVELS: [i64; 3] = [0, 5 * 60 * 1000, 60 * 60 * 1000];
+    if !dynamic {
+        return base;
+    }
+    let ld = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+    // The lookback per level: the base, or the level's resolution once
+    // that is larger (and every level after it).
+    let mut deltas = [base; 3];
+    let mut cur = base;
+    for (i, r) in LEVELS.iter().enumerate() {
+        if ld < *r {
+            cur = Duration::from_millis(*r as u64);
+        }
+        deltas[i] = cur;
+    }
+    for i in (1..LEVELS.len()).rev() {
+        if LEVELS[i - 1].max(ld) < max_resolution {
+            return deltas[i];
+        }
+    }
+    deltas[0]
 }
 
 /// The querier handler: endpoints + settings. Cheap to share; holds no state
@@ -248,7 +280,7 @@ impl Querier {
         })
     }
 
-    fn engine(&self, p: &Params) -> Result<(Engine, Duration), ApiError> {
+    fn engine(&self, p: &Params, max_resolution: i64) -> Result<(Engine, Duration), ApiError> {
         let mut timeout = self.config.timeout;
         if let Some(s) = p.get("timeout").filter(|s| !s.is_empty()) {
             let ms = params::parse_duration(s).map_err(|e| ApiError::param("timeout", e))?;
@@ -256,7 +288,11 @@ impl Querier {
                 timeout = timeout.min(Duration::from_millis(ms as u64));
             }
         }
-        let mut lookback = self.config.lookback_delta;
+        let mut lookback = lookback_for_resolution(
+            self.config.lookback_delta,
+            self.config.dynamic_lookback_delta,
+            max_resolution,
+        );
         if let Some(s) = p.get("lookback_delta").filter(|s| !s.is_empty()) {
             let ms = params::parse_duration(s).map_err(|e| ApiError::param("lookback_delta", e))?;
             if ms > 0 {
@@ -282,8 +318,10 @@ impl Querier {
         end: i64,
         step: i64,
     ) -> ApiResult {
-        let (engine, timeout) = self.engine(p).map_err(|e| (e, vec![]))?;
         let opts = self.query_options(p, step).map_err(|e| (e, vec![]))?;
+        let (engine, timeout) = self
+            .engine(p, opts.max_resolution)
+            .map_err(|e| (e, vec![]))?;
         let q = StoreQueryable::new(Arc::clone(&self.endpoints), opts);
         let _permit = self.gate.acquire().await;
         let fut = async {
@@ -542,5 +580,37 @@ async fn endpoints_api(State(q): State<Arc<Querier>>) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         json_response(self.status(), json::error(self.kind, &self.msg, &[]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lookback_for_resolution;
+    use std::time::Duration;
+
+    const M: i64 = 60_000;
+
+    fn ld(base_min: u64, dynamic: bool, res_ms: i64) -> u64 {
+        lookback_for_resolution(Duration::from_secs(base_min * 60), dynamic, res_ms).as_secs() / 60
+    }
+
+    #[test]
+    fn lookback_follows_thanos_dynamic_lookback_delta() {
+        // The default 5m: raw and 5m data keep 5m; anything coarser gets 1h.
+        assert_eq!(ld(5, true, 0), 5);
+        assert_eq!(ld(5, true, 5 * M), 5);
+        assert_eq!(ld(5, true, 10 * M), 60);
+        assert_eq!(ld(5, true, 60 * M), 60);
+        // Off: always the base.
+        assert_eq!(ld(5, false, 60 * M), 5);
+        // A 1m base widens to 5m over 5m data, to 1h over 1h data.
+        assert_eq!(ld(1, true, 0), 1);
+        assert_eq!(ld(1, true, M), 1);
+        assert_eq!(ld(1, true, 2 * M), 5);
+        assert_eq!(ld(1, true, 5 * M), 5);
+        assert_eq!(ld(1, true, 60 * M), 60);
+        // A base longer than every resolution is never narrowed.
+        assert_eq!(ld(120, true, 60 * M), 120);
+        assert_eq!(ld(120, true, 0), 120);
     }
 }

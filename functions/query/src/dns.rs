@@ -1,136 +1,137 @@
-//! A minimal DNS SRV client (for `dnssrv+` endpoints): one UDP query to the
-//! first nameserver of `/etc/resolv.conf`, answers parsed with name compression.
+//! DNS discovery of endpoints, on `hickory-resolver` (as Thanos's `dns+`,
+//! `dnssrv+` and `dnssrvnoa+` providers):
+//!
+//! - `dns+host:port`: every A/AAAA address of `host`, with `port`;
+//! - `dnssrv+name`: every SRV record of `name`, its target resolved to A/AAAA
+//!   addresses, with the record's port;
+//! - `dnssrvnoa+name`: every SRV record's `target:port` as is.
+//!
+//! The resolver reads `/etc/resolv.conf` (and `/etc/hosts`); tests point it at
+//! a nameserver of their own. Answers are not cached here: the endpoint set
+//! re-resolves on its own interval and must see changes at once.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The `(target, port)` of every SRV record of `name`.
-pub async fn lookup_srv(name: &str) -> Result<Vec<(String, u16)>, String> {
-    let server = nameserver().unwrap_or_else(|| "127.0.0.1".to_string());
-    let addr = if server.contains(':') && !server.starts_with('[') {
-        format!("[{server}]:53")
-    } else {
-        format!("{server}:53")
-    };
-    let sock = tokio::net::UdpSocket::bind(if addr.starts_with('[') {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    })
-    .await
-    .map_err(|e| format!("SRV lookup of {name}: {e}"))?;
-    let id: u16 = (std::process::id() as u16) ^ 0x5a5a;
-    let q = query(id, name)?;
-    sock.send_to(&q, &addr)
-        .await
-        .map_err(|e| format!("SRV lookup of {name} via {addr}: {e}"))?;
-    let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
-        .await
-        .map_err(|_| format!("SRV lookup of {name} via {addr}: timed out"))?
-        .map_err(|e| format!("SRV lookup of {name} via {addr}: {e}"))?;
-    parse_srv(&buf[..n], id).map_err(|e| format!("SRV lookup of {name}: {e}"))
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+
+/// A DNS resolver for endpoint discovery; cheap to clone.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: Arc<TokioResolver>,
 }
 
-fn nameserver() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
-    text.lines().find_map(|l| {
-        let mut it = l.split_whitespace();
-        (it.next() == Some("nameserver"))
-            .then(|| it.next().map(str::to_string))
-            .flatten()
-    })
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dns")
+    }
 }
 
-/// A DNS query for the SRV records of `name`, recursion desired.
-pub fn query(id: u16, name: &str) -> Result<Vec<u8>, String> {
-    let mut q = Vec::with_capacity(32 + name.len());
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("bad DNS name {name:?}"));
+fn opts(mut o: ResolverOpts) -> ResolverOpts {
+    o.cache_size = 0;
+    o.timeout = Duration::from_secs(5);
+    o.attempts = 2;
+    o
+}
+
+impl Dns {
+    /// The system's resolver configuration (`/etc/resolv.conf`).
+    pub fn system() -> Result<Dns, String> {
+        let mut b = TokioResolver::builder_tokio()
+            .map_err(|e| format!("reading the system's DNS configuration: {e}"))?;
+        let o = opts(b.options_mut().clone());
+        *b.options_mut() = o;
+        let resolver = b
+            .build()
+            .map_err(|e| format!("building the DNS resolver: {e}"))?;
+        Ok(Dns {
+            resolver: Arc::new(resolver),
+        })
+    }
+
+    /// A resolver asking only `server` (UDP, then TCP for truncated answers).
+    pub fn with_nameserver(server: SocketAddr) -> Result<Dns, String> {
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = server.port();
+        let mut ns = NameServerConfig::udp(server.ip());
+        ns.connections = vec![udp, tcp];
+        let config = ResolverConfig::from_name_servers(vec![ns]);
+        let mut b = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let o = opts(b.options_mut().clone());
+        *b.options_mut() = o;
+        let resolver = b
+            .build()
+            .map_err(|e| format!("building the DNS resolver: {e}"))?;
+        Ok(Dns {
+            resolver: Arc::new(resolver),
+        })
+    }
+
+    /// `ip:port` for every address of `host` (an IP literal is returned as is).
+    pub async fn lookup_host(&self, host: &str, port: u16) -> Result<Vec<String>, String> {
+        let ips = self
+            .resolver
+            .lookup_ip(host)
+            .await
+            .map_err(|e| format!("resolving {host}: {e}"))?;
+        let mut v: Vec<String> = ips
+            .iter()
+            .map(|ip| SocketAddr::new(ip, port).to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// The `(target, port)` of every SRV record of `name` (target without the
+    /// trailing dot).
+    pub async fn lookup_srv(&self, name: &str) -> Result<Vec<(String, u16)>, String> {
+        let lookup = self
+            .resolver
+            .srv_lookup(name)
+            .await
+            .map_err(|e| format!("SRV lookup of {name}: {e}"))?;
+        let mut v: Vec<(String, u16)> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => {
+                    let t = srv.target.to_utf8();
+                    let t = t.trim_end_matches('.').to_string();
+                    // A target of "." means "no service here" (RFC 2782).
+                    (!t.is_empty()).then_some((t, srv.port))
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// `dnssrv+` (`resolve_targets`) or `dnssrvnoa+`: endpoint addresses of
+    /// the SRV records of `name`.
+    pub async fn srv_endpoints(
+        &self,
+        name: &str,
+        resolve_targets: bool,
+    ) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for (target, port) in self.lookup_srv(name).await? {
+            if resolve_targets {
+                out.extend(self.lookup_host(&target, port).await?);
+            } else {
+                out.push(format!("{target}:{port}"));
+            }
         }
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.push(0);
-    q.extend_from_slice(&[0, 33, 0, 1]);
-    Ok(q)
-}
-
-fn read_name(m: &[u8], mut pos: usize) -> Result<(String, usize), String> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut end: Option<usize> = None;
-    for _ in 0..128 {
-        let len = *m.get(pos).ok_or("truncated name")? as usize;
-        if len & 0xC0 == 0xC0 {
-            let lo = *m.get(pos + 1).ok_or("truncated pointer")? as usize;
-            end.get_or_insert(pos + 2);
-            pos = ((len & 0x3F) << 8) | lo;
-            continue;
-        }
-        if len == 0 {
-            return Ok((labels.join("."), end.unwrap_or(pos + 1)));
-        }
-        let l = m.get(pos + 1..pos + 1 + len).ok_or("truncated label")?;
-        labels.push(String::from_utf8_lossy(l).into_owned());
-        pos += 1 + len;
-    }
-    Err("name compression loop".into())
-}
-
-/// The SRV records of a DNS response to query `id`.
-pub fn parse_srv(m: &[u8], id: u16) -> Result<Vec<(String, u16)>, String> {
-    if m.len() < 12 || u16::from_be_bytes([m[0], m[1]]) != id {
-        return Err("bad DNS response".into());
-    }
-    let rcode = m[3] & 0x0F;
-    if rcode != 0 {
-        return Err(format!("DNS error code {rcode}"));
-    }
-    let qd = u16::from_be_bytes([m[4], m[5]]) as usize;
-    let an = u16::from_be_bytes([m[6], m[7]]) as usize;
-    let mut pos = 12;
-    for _ in 0..qd {
-        pos = read_name(m, pos)?.1 + 4;
-    }
-    let mut out = Vec::new();
-    for _ in 0..an {
-        pos = read_name(m, pos)?.1;
-        let h = m.get(pos..pos + 10).ok_or("truncated record")?;
-        let typ = u16::from_be_bytes([h[0], h[1]]);
-        let rdlen = u16::from_be_bytes([h[8], h[9]]) as usize;
-        let rd = pos + 10;
-        if typ == 33 {
-            let p = m.get(rd..rd + 6).ok_or("truncated SRV")?;
-            let port = u16::from_be_bytes([p[4], p[5]]);
-            let (target, _) = read_name(m, rd + 6)?;
-            out.push((target, port));
-        }
-        pos = rd + rdlen;
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_compressed_srv_answer() {
-        let mut m = query(7, "_grpc._tcp.store.svc").unwrap();
-        m[2] = 0x81;
-        m[3] = 0x80;
-        m[7] = 1; // one answer
-                  // name: pointer to the question name at offset 12
-        m.extend_from_slice(&[0xC0, 12, 0, 33, 0, 1, 0, 0, 0, 30]);
-        let mut rd = vec![0, 10, 0, 5, 0x27, 0x15]; // prio 10, weight 5, port 10005
-        rd.extend_from_slice(&[3, b's', b't', b'0', 0xC0, 23]); // "st0." + "store.svc"
-        m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-        m.extend_from_slice(&rd);
-        assert_eq!(
-            parse_srv(&m, 7).unwrap(),
-            vec![("st0.store.svc".to_string(), 10005)]
-        );
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 }

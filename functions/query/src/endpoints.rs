@@ -16,7 +16,7 @@ use model::{Labels, Matcher};
 use storeapi::grpc::{ClientOptions, GrpcStore};
 use storeapi::StoreApi;
 
-use crate::dns;
+use crate::dns::Dns;
 
 /// Creates the client of an address (default: a lazily connecting gRPC client).
 pub type Connector = Arc<dyn Fn(&str) -> storeapi::Result<Arc<dyn StoreApi>> + Send + Sync>;
@@ -207,8 +207,11 @@ pub enum Spec {
     Static(String),
     /// `dns+host:port`: every A/AAAA record, with the port.
     Dns { host: String, port: u16 },
-    /// `dnssrv+name`: every SRV record's target and port.
+    /// `dnssrv+name`: every SRV record's target, resolved to its addresses,
+    /// with the record's port.
     DnsSrv(String),
+    /// `dnssrvnoa+name`: every SRV record's `target:port`, unresolved.
+    DnsSrvNoA(String),
 }
 
 impl Spec {
@@ -222,7 +225,7 @@ impl Spec {
             return Ok(Spec::DnsSrv(rest.to_string()));
         }
         if let Some(rest) = s.strip_prefix("dnssrvnoa+") {
-            return Ok(Spec::DnsSrv(rest.to_string()));
+            return Ok(Spec::DnsSrvNoA(rest.to_string()));
         }
         if let Some(rest) = s.strip_prefix("dns+") {
             let (host, port) = rest
@@ -244,28 +247,12 @@ impl Spec {
         Ok(Spec::Static(s.to_string()))
     }
 
-    async fn resolve(&self) -> Result<Vec<String>, String> {
+    async fn resolve(&self, dns: &Dns) -> Result<Vec<String>, String> {
         match self {
             Spec::Static(a) => Ok(vec![a.clone()]),
-            Spec::Dns { host, port } => {
-                let addrs = tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .map_err(|e| format!("resolving {host}: {e}"))?;
-                let mut v: Vec<String> = addrs.map(|a| a.to_string()).collect();
-                v.sort();
-                v.dedup();
-                Ok(v)
-            }
-            Spec::DnsSrv(name) => {
-                let mut v: Vec<String> = dns::lookup_srv(name)
-                    .await?
-                    .into_iter()
-                    .map(|(host, port)| format!("{host}:{port}"))
-                    .collect();
-                v.sort();
-                v.dedup();
-                Ok(v)
-            }
+            Spec::Dns { host, port } => dns.lookup_host(host, *port).await,
+            Spec::DnsSrv(name) => dns.srv_endpoints(name, true).await,
+            Spec::DnsSrvNoA(name) => dns.srv_endpoints(name, false).await,
         }
     }
 }
@@ -288,6 +275,9 @@ pub fn read_sd_file(path: &std::path::Path) -> Result<Vec<String>, String> {
 
 struct Discovery {
     specs: Vec<Spec>,
+    /// The resolver for `dns+`/`dnssrv+` specs: injected, or the system's on
+    /// first use.
+    dns: Option<Dns>,
     sd_files: Vec<PathBuf>,
     /// Last good resolution of each spec / file (kept when a later one fails).
     resolved: BTreeMap<String, Vec<String>>,
@@ -330,6 +320,7 @@ impl EndpointSet {
             intervals,
             discovery: tokio::sync::Mutex::new(Discovery {
                 specs,
+                dns: None,
                 sd_files: sd_files.to_vec(),
                 resolved: BTreeMap::new(),
                 last: None,
@@ -358,6 +349,13 @@ impl EndpointSet {
             .map(|(name, s)| Endpoint::new(name, s))
             .collect();
         set
+    }
+
+    /// Resolves `dns+`/`dnssrv+` specs with `dns` instead of the system's
+    /// resolver.
+    pub fn with_dns(self, dns: Dns) -> Self {
+        self.discovery.try_lock().expect("not shared yet").dns = Some(dns);
+        self
     }
 
     /// Sets the refresh intervals.
@@ -401,9 +399,25 @@ impl EndpointSet {
         d.errors.clear();
         let mut addrs: Vec<String> = Vec::new();
         let specs = d.specs.clone();
+        let needs_dns = specs.iter().any(|s| !matches!(s, Spec::Static(_)));
+        if needs_dns && d.dns.is_none() {
+            match Dns::system() {
+                Ok(dns) => d.dns = Some(dns),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DNS resolver; DNS endpoints keep their last result");
+                    d.errors.push(e);
+                }
+            }
+        }
+        let dns = d.dns.clone();
         for spec in &specs {
             let key = format!("{spec:?}");
-            match spec.resolve().await {
+            let result = match (&dns, spec) {
+                (_, Spec::Static(a)) => Ok(vec![a.clone()]),
+                (Some(dns), spec) => spec.resolve(dns).await,
+                (None, _) => continue,
+            };
+            match result {
                 Ok(v) => {
                     d.resolved.insert(key.clone(), v);
                 }
@@ -421,10 +435,23 @@ impl EndpointSet {
                     let mut v = Vec::new();
                     for t in targets {
                         match Spec::parse(&t) {
-                            Ok(s) => match s.resolve().await {
-                                Ok(a) => v.extend(a),
-                                Err(e) => d.errors.push(e),
-                            },
+                            Ok(Spec::Static(a)) => v.push(a),
+                            Ok(s) => {
+                                if d.dns.is_none() {
+                                    match Dns::system() {
+                                        Ok(dns) => d.dns = Some(dns),
+                                        Err(e) => {
+                                            d.errors.push(e);
+                                            continue;
+                                        }
+                                    }
+                                }
+                                let dns = d.dns.clone().expect("set above");
+                                match s.resolve(&dns).await {
+                                    Ok(a) => v.extend(a),
+                                    Err(e) => d.errors.push(e),
+                                }
+                            }
                             Err(e) => d.errors.push(e),
                         }
                     }

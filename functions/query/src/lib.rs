@@ -3,7 +3,7 @@
 //! deduplication, partial response and downsampled reads, and a web UI.
 //!
 //! - [`endpoints`]: discovery (`host:port`, `dns+host:port`, `dnssrv+name`,
-//!   file SD) and each endpoint's Info and health, refreshed on demand.
+//!   file SD; DNS via [`dns`] on hickory-resolver) and each endpoint's Info and health, refreshed on demand.
 //! - [`fanout`]: [`StoreQueryable`], the engine's `Queryable` over the endpoints
 //!   (concurrent, matchers / time range / hints pushed down), series and labels.
 //! - [`dedup`]: merging replicas (Thanos's penalty-based sample choice).
@@ -17,7 +17,7 @@
 
 pub mod api;
 pub mod dedup;
-mod dns;
+pub mod dns;
 pub mod endpoints;
 pub mod fanout;
 pub mod json;

@@ -142,6 +142,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(QuerierConfig::default()).await
+}
+
+async fn fixture_with(config: QuerierConfig) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let bucket_dir = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket_dir).unwrap();
@@ -189,7 +193,7 @@ async fn fixture() -> Fixture {
         "store".into(),
         Arc::new(rec) as Arc<dyn StoreApi>,
     )]));
-    let querier = Querier::new(set, QuerierConfig::default());
+    let querier = Querier::new(set, config);
     Fixture {
         _tmp: tmp,
         querier,
@@ -329,4 +333,33 @@ async fn counter_resets_across_downsampled_chunks() {
     assert!(raw.values().all(|v| v == &[(t, 1.0)]), "{raw:?}");
     let down = f.range(q, "5m", t, t, H).await;
     assert!(down.values().all(|v| v == &[(t, 0.0)]), "{down:?}");
+}
+
+/// Thanos's dynamic lookback delta: with a 1m lookback, an instant vector
+/// over 5m-resolution data (one point per 5 minutes) is empty between points
+/// unless the lookback widens to the resolution read.
+#[tokio::test]
+async fn dynamic_lookback_delta_over_downsampled_data() {
+    let start = T0 + 10 * H + 2 * 60_000;
+    let end = start + 2 * H;
+    let one_minute = |dynamic| QuerierConfig {
+        lookback_delta: std::time::Duration::from_secs(60),
+        dynamic_lookback_delta: dynamic,
+        ..QuerierConfig::default()
+    };
+    let fixed = fixture_with(one_minute(false)).await;
+    // Raw data (15 s scrapes) is found within 1m; 5m data is not.
+    let raw = fixed.range("g", "0s", start, end, H).await;
+    assert_eq!(raw.len(), 2, "{raw:?}");
+    assert!(raw.values().all(|v| v.len() == 3), "{raw:?}");
+    let down = fixed.range("g", "5m", start, end, H).await;
+    assert!(down.is_empty(), "1m lookback over 5m data: {down:?}");
+
+    let dynamic = fixture_with(one_minute(true)).await;
+    let down = dynamic.range("g", "5m", start, end, H).await;
+    assert_eq!(down.len(), 2, "{down:?}");
+    assert!(down.values().all(|v| v.len() == 3), "{down:?}");
+    assert_close("g", &raw, &down, 0.01, 1.0);
+    // The raw answer is unchanged by the flag.
+    assert_eq!(dynamic.range("g", "0s", start, end, H).await, raw);
 }
