@@ -23,8 +23,13 @@ run: deps release
 	@tests/scripts/run-local.sh "$(RUN_DIR)"
 
 ## test: formatting, lints, and the whole test suite with real Prometheus and S3.
-test: deps lint
+test: deps lint deploy-check
 	$(CARGO) test --workspace --all-targets --no-fail-fast
+
+## deploy-check: offline validation of k8s/ and infra/ (yamllint, kubernetes-validate, promtool, python-hcl2, terraform, checkov).
+.PHONY: deploy-check
+deploy-check: deps
+	@tests/scripts/validate-deploy.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

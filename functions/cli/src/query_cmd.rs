@@ -52,15 +52,17 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     };
     let set = Arc::new(set);
     let querier = query::Querier::new(Arc::clone(&set), config);
-    let http = tokio::net::TcpListener::bind(&a.server.http_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("--http-address {}: {e}", a.server.http_address))?;
-    let grpc = tokio::net::TcpListener::bind(&a.server.grpc_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("--grpc-address {}: {e}", a.server.grpc_address))?;
+    let mode = serve::Mode::detect()?;
+    let listeners = serve::bind(
+        mode,
+        &a.server.http_address,
+        Some(a.server.grpc_address.as_str()),
+    )
+    .await?;
     tracing::info!(
-        http = %http.local_addr()?,
-        grpc = %grpc.local_addr()?,
+        ?mode,
+        http = %listeners.http.local_addr()?,
+        grpc = ?listeners.grpc.as_ref().map(|l| l.local_addr()).transpose()?,
         endpoints = ?specs,
         "querier serving"
     );
@@ -75,21 +77,16 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    };
     let proxy: Arc<dyn storeapi::StoreApi> = Arc::new(query::ProxyStore::new(Arc::clone(&set)));
-    let grpc_task = tokio::spawn(storeapi::grpc::serve(proxy, grpc, stopped()));
-    let http_task = tokio::spawn(query::serve(querier, http, stopped()));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = tx.send(true);
+    let adapter = storeapi::grpc::StoreGrpc::new(proxy);
+    let routes =
+        tonic::service::Routes::new(adapter.store_service()).add_service(adapter.info_service());
+    let result = serve::serve(listeners, query::router(querier), Some(routes), async {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await;
     refresher.abort();
-    http_task.await??;
-    grpc_task.await??;
+    result?;
     Ok(())
 }

@@ -41,23 +41,24 @@ pub async fn run(a: StoreArgs) -> anyhow::Result<()> {
         local_header_dir: Some(std::path::Path::new(&a.data_dir).join("index-headers")),
         ..Default::default()
     };
-    let grpc = tokio::net::TcpListener::bind(&a.server.grpc_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("--grpc-address {}: {e}", a.server.grpc_address))?;
-    let http = tokio::net::TcpListener::bind(&a.server.http_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("--http-address {}: {e}", a.server.http_address))?;
+    let mode = serve::Mode::detect()?;
+    let listeners = serve::bind(
+        mode,
+        &a.server.http_address,
+        Some(a.server.grpc_address.as_str()),
+    )
+    .await?;
     tracing::info!(
         bucket = %objcfg.describe(),
-        grpc = %grpc.local_addr()?,
-        http = %http.local_addr()?,
+        ?mode,
+        http = %listeners.http.local_addr()?,
+        grpc = ?listeners.grpc.as_ref().map(|l| l.local_addr()).transpose()?,
         "store serving the bucket's blocks"
     );
     let server = store::server::Server {
         store: store::BucketStore::new(bucket, cfg),
         bucket_stats: Some(Arc::clone(&stats)),
-        grpc,
-        http,
+        listeners,
     };
     store::server::run(server, shutdown_signal()).await?;
     Ok(())

@@ -19,8 +19,9 @@ pub struct Server {
     pub store: BucketStore,
     /// Request counts of the bucket client, for `/metrics`.
     pub bucket_stats: Option<Arc<RequestStats>>,
-    pub grpc: tokio::net::TcpListener,
-    pub http: tokio::net::TcpListener,
+    /// Where to serve: a pod's HTTP and gRPC sockets, or Knative's one port
+    /// (gRPC over h2c beside HTTP).
+    pub listeners: serve::Listeners,
 }
 
 /// Prometheus text exposition of the handler's counters.
@@ -153,8 +154,7 @@ pub async fn run(
     let Server {
         store,
         bucket_stats,
-        grpc,
-        http,
+        listeners,
     } = server;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -213,36 +213,15 @@ pub async fn run(
                 }),
             )
     };
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await
-    });
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(storeapi::grpc::serve(
-        Arc::new(store) as Arc<dyn storeapi::StoreApi>,
-        grpc,
-        async move {
-            let _ = grpc_stop.changed().await;
-        },
-    ));
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    let grpc_res = grpc_task.await;
-    let http_res = http_task.await;
-    match grpc_res {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(anyhow_like::Error(format!("gRPC server: {e}"))),
-        Err(e) => return Err(anyhow_like::Error(format!("gRPC server task: {e}"))),
-    }
-    match http_res {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow_like::Error(format!("HTTP server: {e}"))),
-        Err(e) => Err(anyhow_like::Error(format!("HTTP server task: {e}"))),
-    }
+    let adapter = storeapi::grpc::StoreGrpc::new(Arc::new(store) as Arc<dyn storeapi::StoreApi>);
+    let routes =
+        tonic::service::Routes::new(adapter.store_service()).add_service(adapter.info_service());
+    let res = serve::serve(listeners, app, Some(routes), async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    res.map_err(|e| anyhow_like::Error(e.to_string()))
 }
 
 /// A minimal error for the process entry point.

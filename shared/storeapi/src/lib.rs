@@ -13,6 +13,8 @@
 //!   dropped (Thanos's `MergeSeriesSets`).
 //! - [`extlabels`]: external labels: attach, strip, and whether matchers can
 //!   select anything from a store's label sets.
+//! - [`lambda`]: the StoreAPI over function invocations (Lambda `Invoke`):
+//!   payload codec, the invoked side, the invoking [`StoreApi`], time splits.
 //! - [`convert`], [`chunk`]: wire <-> model conversions and chunk helpers.
 //! - `conformance` (feature `testing`): checks any `StoreApi` against known
 //!   data, and `MemStore`, an in-memory store that passes them.
@@ -39,6 +41,7 @@ pub mod convert;
 mod error;
 pub mod extlabels;
 pub mod grpc;
+pub mod lambda;
 pub mod merge;
 
 #[cfg(feature = "testing")]

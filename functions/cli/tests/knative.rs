@@ -1,0 +1,81 @@
+//! Knative mode: with `K_SERVICE` and `PORT` set, `aether store` and `aether
+//! query` serve everything on `0.0.0.0:$PORT`: HTTP (health, API) and the
+//! StoreAPI over h2c gRPC on the same port, so a Knative Service with one
+//! `h2c` port carries both. A querier in Knative mode reads a store in
+//! Knative mode through that port.
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{free_port, Proc};
+use storeapi::StoreApi;
+
+fn curl(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sg", "-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .unwrap();
+    let s = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = s.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_and_query_serve_http_and_grpc_on_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let objstore = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display());
+    // Flags name other addresses: Knative mode must ignore them for $PORT.
+    let unused = || format!("127.0.0.1:{}", free_port());
+
+    let store_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+    cmd.args(["store", "--objstore.config", &objstore])
+        .args(["--data-dir", &tmp.path().join("store").display().to_string()])
+        .args(["--http-address", &unused(), "--grpc-address", &unused()])
+        .env("K_SERVICE", "aether-store")
+        .env("PORT", store_port.to_string());
+    let mut store = Proc::spawn("store", &mut cmd, tmp.path().join("store.log")).unwrap();
+    let store_addr = format!("127.0.0.1:{store_port}");
+    harness::wait_for_port(&store_addr, Duration::from_secs(20)).unwrap();
+    let (code, body) = curl(&format!("http://{store_addr}/-/healthy"));
+    assert_eq!(code, 200, "{body}");
+    let client = storeapi::grpc::GrpcStore::connect(&store_addr, Default::default())
+        .await
+        .unwrap();
+    let info = client.info().await.unwrap();
+    assert!(info.store.is_some(), "{info:?}");
+
+    let query_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+    cmd.args(["query", "--endpoint", &store_addr])
+        .args(["--http-address", &unused(), "--grpc-address", &unused()])
+        .env("K_SERVICE", "aether-query")
+        .env("PORT", query_port.to_string());
+    let mut query = Proc::spawn("query", &mut cmd, tmp.path().join("query.log")).unwrap();
+    let query_addr = format!("127.0.0.1:{query_port}");
+    harness::wait_for_port(&query_addr, Duration::from_secs(20)).unwrap();
+    let (code, body) = curl(&format!("http://{query_addr}/api/v1/query?query=vector(1)&time=100"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""result":[{"metric":{},"value":[100,"1"]}]"#), "{body}");
+    // The querier's endpoint page shows the store reached over h2c.
+    let mut up = false;
+    for _ in 0..50 {
+        let (_, body) = curl(&format!("http://{query_addr}/api/v1/endpoints"));
+        if body.contains(&store_addr) && body.contains("\"up\"") {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(up, "store not up behind the querier: {}", query.log());
+    // And the querier's own StoreAPI answers on the same port.
+    let client = storeapi::grpc::GrpcStore::connect(&query_addr, Default::default())
+        .await
+        .unwrap();
+    assert!(client.info().await.is_ok());
+    query.stop(Duration::from_secs(5));
+    store.stop(Duration::from_secs(5));
+}

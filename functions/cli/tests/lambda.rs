@@ -1,0 +1,289 @@
+//! The Lambda entry points run as Lambda runs them: each function binary is
+//! started against a runtime-API emulator (`harness::lambda`) and answers real
+//! invocation payloads, reading a real S3 bucket (SeaweedFS):
+//! - `aether-store-lambda`: StoreAPI payloads (Info, Series, labels, errors);
+//! - `aether-query-lambda`: Function URL events for Prometheus's HTTP API,
+//!   reading the bucket in-process, and again fanning out to the store-read
+//!   function through the AWS SDK's Invoke (the emulator's Invoke API).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use harness::lambda::{function_url_event, http_answer, Emulator};
+use model::Labels;
+use prost::Message;
+use storeapi::lambda::{Answer, Invocation, Method};
+use storeapi::{pb, StoreApi};
+use tsdb::block::BlockWriter;
+use tsdb::meta::ThanosMeta;
+
+const H: i64 = 3_600_000;
+/// 2023-11-14T22:00:00Z, aligned to 2 h.
+const T0: i64 = 1_699_999_200_000;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Three 2h blocks of 20 series each (a counter per instance), uploaded.
+async fn fill_bucket(yaml: &str, tmp: &Path) -> Arc<dyn bucket::object_store::ObjectStore> {
+    let store = bucket::ObjstoreConfig::parse(yaml)
+        .unwrap()
+        .build()
+        .unwrap();
+    for b in 0..3i64 {
+        let dir = tmp.join(format!("b{b}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = BlockWriter::create(&dir).unwrap();
+        let mut series: Vec<(Labels, Vec<(i64, f64)>)> = (0..20)
+            .map(|i| {
+                let l = Labels::from_pairs([
+                    ("__name__", "http_requests_total"),
+                    ("instance", &*format!("i{i:02}")),
+                    ("job", "api"),
+                ]);
+                let s = (0..480)
+                    .map(|k| {
+                        let t = T0 + b * 2 * H + k * 15_000;
+                        (t, ((t - T0) / 15_000 * (i + 1)) as f64)
+                    })
+                    .collect();
+                (l, s)
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (l, s) in series {
+            w.add_series(&l, s).unwrap();
+        }
+        let ext: BTreeMap<String, String> = [("cluster".to_string(), "eu".to_string())].into();
+        let meta = w.finish(Some(ThanosMeta::new("sidecar", ext))).unwrap();
+        bucket::upload_block(&*store, &dir.join(meta.ulid.to_string()), Some(&meta))
+            .await
+            .unwrap();
+    }
+    store
+}
+
+async fn invoke_store(
+    emu: &Emulator,
+    method: Method,
+    request: Vec<u8>,
+    after: Option<String>,
+) -> Answer {
+    let inv = Invocation {
+        method,
+        request: b64(&request),
+        after,
+    };
+    let out = emu.invoke(serde_json::to_vec(&inv).unwrap()).await.unwrap();
+    let body = out.result.expect("no function error");
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn series_req(mint: i64, maxt: i64) -> pb::SeriesRequest {
+    pb::SeriesRequest {
+        min_time: mint,
+        max_time: maxt,
+        matchers: vec![pb::LabelMatcher {
+            r#type: pb::label_matcher::Type::Eq as i32,
+            name: "job".into(),
+            value: "api".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+async fn query(emu: &Emulator, q: &str) -> (u16, serde_json::Value) {
+    let qs = format!(
+        "query={}&time={}",
+        q.replace('(', "%28")
+            .replace(')', "%29")
+            .replace('[', "%5B")
+            .replace(']', "%5D")
+            .replace('"', "%22")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace(' ', "%20"),
+        (T0 + 5 * H) / 1000
+    );
+    let out = emu
+        .invoke(function_url_event("GET", "/api/v1/query", &qs, None))
+        .await
+        .unwrap();
+    let a = http_answer(&out).unwrap();
+    (
+        a.status,
+        serde_json::from_slice(&a.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_functions_answer_through_the_runtime_api() {
+    let s3 = harness::S3Server::start("lambda").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = s3.objstore_yaml();
+    let bucket = fill_bucket(&yaml, tmp.path()).await;
+    let reference = store::BucketStore::new(bucket, store::StoreConfig::default());
+
+    // --- store-read ---
+    let store_emu = Emulator::start("aether-store").await.unwrap();
+    let env = vec![
+        ("AETHER_OBJSTORE_CONFIG", yaml.clone()),
+        ("TMPDIR", tmp.path().join("store-tmp").display().to_string()),
+    ];
+    std::fs::create_dir_all(tmp.path().join("store-tmp")).unwrap();
+    let mut store_proc = store_emu
+        .spawn(
+            Path::new(env!("CARGO_BIN_EXE_aether-store-lambda")),
+            &env,
+            &tmp.path().join("store.log"),
+        )
+        .unwrap();
+    store_emu.wait_ready(Duration::from_secs(20)).await.unwrap();
+
+    let info = invoke_store(&store_emu, Method::Info, vec![], None).await;
+    let info = pb::info::InfoResponse::decode(
+        &*base64::engine::general_purpose::STANDARD
+            .decode(info.response.unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info, reference.info().await.unwrap());
+
+    let req = series_req(T0 + H, T0 + 5 * H);
+    let answer = invoke_store(&store_emu, Method::Series, req.encode_to_vec(), None).await;
+    assert!(answer.error.is_none(), "{answer:?}");
+    assert!(answer.next.is_none());
+    let frames: Vec<pb::SeriesResponse> = answer
+        .frames
+        .iter()
+        .map(|f| {
+            pb::SeriesResponse::decode(
+                &*base64::engine::general_purpose::STANDARD.decode(f).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let (got, _) =
+        storeapi::collect_series(futures::stream::iter(frames.into_iter().map(Ok)).boxed_stream())
+            .await
+            .unwrap();
+    let (want, _) = storeapi::collect_series(reference.series(req.clone()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 20);
+    assert_eq!(got, want);
+
+    // A bad request is an answer with the error, and the function lives on.
+    let mut bad = req.clone();
+    bad.matchers[0].r#type = pb::label_matcher::Type::Re as i32;
+    bad.matchers[0].value = "(".into();
+    let answer = invoke_store(&store_emu, Method::Series, bad.encode_to_vec(), None).await;
+    assert_eq!(
+        answer.error.unwrap().code,
+        tonic::Code::InvalidArgument as i32
+    );
+    let out = store_emu
+        .invoke(b"{\"method\":\"series\",\"request\":\"%%%\"}".to_vec())
+        .await
+        .unwrap();
+    let a: Answer = serde_json::from_slice(&out.result.unwrap()).unwrap();
+    assert_eq!(a.error.unwrap().code, tonic::Code::InvalidArgument as i32);
+    assert!(
+        !store_proc.exited(),
+        "store function died: {}",
+        store_proc.log()
+    );
+
+    // --- query, reading the bucket in-process ---
+    let q_emu = Emulator::start("aether-query").await.unwrap();
+    let qtmp = tmp.path().join("query-tmp");
+    std::fs::create_dir_all(&qtmp).unwrap();
+    let mut q_proc = q_emu
+        .spawn(
+            Path::new(env!("CARGO_BIN_EXE_aether-query-lambda")),
+            &[
+                ("AETHER_OBJSTORE_CONFIG", yaml.clone()),
+                ("TMPDIR", qtmp.display().to_string()),
+            ],
+            &tmp.path().join("query.log"),
+        )
+        .unwrap();
+    q_emu.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let q = "sum(rate(http_requests_total[5m]))";
+    let (status, v) = query(&q_emu, q).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "success");
+    // Each instance i grows by (i+1) per 15 s scrape: sum of rates = 210/15.
+    let got: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((got - 210.0 / 15.0).abs() < 1e-9, "{v}");
+    let (status, v) = query(&q_emu, "sum(").await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["errorType"], "bad_data");
+
+    // --- query, fanning out to the store-read function via Invoke ---
+    let f_emu = Emulator::start("aether-query-fanout").await.unwrap();
+    let ftmp = tmp.path().join("fanout-tmp");
+    std::fs::create_dir_all(&ftmp).unwrap();
+    let mut f_proc = f_emu
+        .spawn(
+            Path::new(env!("CARGO_BIN_EXE_aether-query-lambda")),
+            &[
+                ("AETHER_OBJSTORE_CONFIG", yaml.clone()),
+                ("TMPDIR", ftmp.display().to_string()),
+                ("AETHER_STORE_FUNCTION", "aether-store".to_string()),
+                ("AETHER_FANOUT", "3".to_string()),
+                (
+                    "AWS_ENDPOINT_URL_LAMBDA",
+                    format!("http://{}", store_emu.addr()),
+                ),
+                ("AWS_ACCESS_KEY_ID", "local".to_string()),
+                ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+            ],
+            &tmp.path().join("fanout.log"),
+        )
+        .unwrap();
+    f_emu.wait_ready(Duration::from_secs(20)).await.unwrap();
+    for q in [
+        "sum(rate(http_requests_total[5m]))",
+        "count_over_time(http_requests_total{instance=\"i03\"}[5h])",
+        "max_over_time(http_requests_total[3h])",
+    ] {
+        let (s1, direct) = query(&q_emu, q).await;
+        let (s2, fanned) = query(&f_emu, q).await;
+        assert_eq!(
+            (s1, s2),
+            (200, 200),
+            "{q}: {direct} / {fanned}: {}",
+            f_proc.log()
+        );
+        assert_eq!(direct["data"], fanned["data"], "{q}");
+        assert!(
+            !direct["data"]["result"].as_array().unwrap().is_empty(),
+            "{q}: {direct}"
+        );
+    }
+    for p in [&mut store_proc, &mut q_proc, &mut f_proc] {
+        p.stop(Duration::from_secs(2));
+    }
+}
+
+trait BoxedStream {
+    fn boxed_stream(self) -> storeapi::SeriesStream;
+}
+
+impl<S> BoxedStream for S
+where
+    S: futures::Stream<Item = storeapi::Result<pb::SeriesResponse>> + Send + 'static,
+{
+    fn boxed_stream(self) -> storeapi::SeriesStream {
+        futures::StreamExt::boxed(self)
+    }
+}
