@@ -55,6 +55,16 @@ fn query_process_serves_with_a_down_endpoint() {
     let (code, body) = curl(&format!("{url}/"));
     assert_eq!(code, 200);
     assert!(body.contains("Aether query"));
+    // /metrics counts the answers per handler and code (Thanos's names).
+    let (code, body) = curl(&format!("{url}/metrics"));
+    assert_eq!(code, 200);
+    for line in [
+        r#"http_requests_total{code="500",handler="query",method="get"} 1"#,
+        r#"http_requests_total{code="200",handler="query",method="get"} 1"#,
+        r#"http_request_duration_seconds_count{handler="query"} 2"#,
+    ] {
+        assert!(body.contains(line), "{line} missing:\n{body}");
+    }
     p.stop(Duration::from_secs(10));
     assert!(p.exited(), "{}", p.log());
 }

@@ -90,6 +90,8 @@ pub struct Querier {
     pub endpoints: Arc<EndpointSet>,
     pub config: QuerierConfig,
     gate: tokio::sync::Semaphore,
+    /// Request counts and latencies, for `/metrics`.
+    pub http_metrics: Arc<crate::metrics::HttpMetrics>,
 }
 
 impl Querier {
@@ -99,12 +101,15 @@ impl Querier {
             endpoints,
             config,
             gate: tokio::sync::Semaphore::new(permits),
+            http_metrics: Arc::default(),
         })
     }
 }
 
 /// The HTTP API, UI and health endpoints.
 pub fn router(q: Arc<Querier>) -> Router {
+    let metrics = Arc::clone(&q.http_metrics);
+    let render = Arc::clone(&q.http_metrics);
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -123,6 +128,25 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/graph", get(crate::ui::index))
         .route("/endpoints", get(crate::ui::index))
         .with_state(q)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = Arc::clone(&render);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
 }
 
 /// An API error: Prometheus's `errorType` and HTTP status.

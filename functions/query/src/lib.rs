@@ -10,6 +10,8 @@
 //! - [`api`]: the axum [`Router`](axum::Router) with Prometheus's `/api/v1/...`
 //!   (exact JSON), the UI and health endpoints; [`json`] and [`params`] hold the
 //!   encodings Prometheus uses.
+//! - [`metrics`]: `/metrics` (Thanos's `http_requests_total` and
+//!   `http_request_duration_seconds` per handler).
 //! - [`proxy`]: [`ProxyStore`], the querier's own StoreAPI (queriers stack).
 //!
 //! The handler is stateless: [`api::router`] over a [`Querier`] answers any
@@ -21,6 +23,7 @@ pub mod dns;
 pub mod endpoints;
 pub mod fanout;
 pub mod json;
+pub mod metrics;
 pub mod params;
 pub mod proxy;
 mod ui;
