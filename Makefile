@@ -55,3 +55,20 @@ clean:
 .PHONY: conformance
 conformance:
 	$(CARGO) run --release -q -p promql --bin promqltest
+
+## lambda-build: the Lambda functions as target/lambda/<bin>/bootstrap.zip (cargo-lambda and zig from PyPI, installed if missing).
+## LAMBDA_ARCH=arm64 cross-compiles for Graviton (needs the aarch64-unknown-linux-gnu rust target).
+LAMBDA_BINS ?= aether-query-lambda aether-store-lambda aether-compact-lambda aether-rule-lambda
+LAMBDA_ARCH ?= x86-64
+.PHONY: lambda-tools lambda-build lambda-invoke
+lambda-tools:
+	@command -v cargo-lambda >/dev/null 2>&1 || { echo "installing cargo-lambda (PyPI, with ziglang)" >&2; python3 -m pip install -q --disable-pip-version-check cargo-lambda && (command -v pyenv >/dev/null 2>&1 && pyenv rehash || true); }
+
+lambda-build: lambda-tools
+	$(CARGO) lambda build --release --$(LAMBDA_ARCH) --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
+	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap.zip,$(LAMBDA_BINS)))
+
+## lambda-invoke: runs the functions under `cargo lambda watch` against the local bucket of `make run`
+## ($(RUN_DIR)/bucket, or $$OBJSTORE_CONFIG) and invokes each with the example events in functions/*/events/.
+lambda-invoke: lambda-tools
+	@tests/scripts/lambda-invoke.sh "$(RUN_DIR)"

@@ -224,6 +224,12 @@ async fn lambda_functions_answer_through_the_runtime_api() {
         .parse()
         .unwrap();
     assert!((got - 210.0 / 15.0).abs() < 1e-9, "{v}");
+    for name in ["instant-query", "labels", "buildinfo"] {
+        let path = format!("{}/../query/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let out = q_emu.invoke(std::fs::read(&path).unwrap()).await.unwrap();
+        let a = http_answer(&out).unwrap();
+        assert_eq!(a.status, 200, "{path}: {}", String::from_utf8_lossy(&a.body));
+    }
     let (status, v) = query(&q_emu, "sum(").await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["errorType"], "bad_data");
