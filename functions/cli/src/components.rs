@@ -195,26 +195,58 @@ pub struct RuleArgs {
     pub server: CommonServerArgs,
     #[command(flatten)]
     pub objstore: ObjstoreArgs,
+    /// Rule files to load; paths or globs (`rules/*.yaml`); repeatable.
     #[arg(long = "rule-file")]
     pub rule_file: Vec<String>,
+    /// Querier HTTP base URL to evaluate rules through; repeatable (tried in order).
     #[arg(long = "query")]
     pub query: Vec<String>,
+    /// StoreAPI endpoint to evaluate rules over with the embedded engine
+    /// (instead of --query); repeatable, `dns+`/`dnssrv+` allowed.
     #[arg(long = "endpoint")]
     pub endpoint: Vec<String>,
+    /// Replica labels to deduplicate on in --endpoint mode; repeatable.
+    #[arg(long = "query.replica-label")]
+    pub query_replica_label: Vec<String>,
+    /// Alertmanager base URL (API v2); repeatable.
     #[arg(long = "alertmanagers.url")]
     pub alertmanagers_url: Vec<String>,
+    /// Timeout of one request to an Alertmanager.
+    #[arg(long = "alertmanagers.send-timeout", default_value = "10s")]
+    pub alertmanagers_send_timeout: String,
+    /// Labels of this ruler (`name="value"`): external labels of its results
+    /// and labels of its alerts; repeatable.
     #[arg(long = "label")]
     pub label: Vec<String>,
+    /// Evaluation interval of groups without their own `interval`.
     #[arg(long = "eval-interval", default_value = "1m")]
     pub eval_interval: String,
+    /// Minimum time between two sends of the same firing alert.
+    #[arg(long = "resend-delay", default_value = "1m")]
+    pub resend_delay: String,
+    /// Accepted for compatibility: `for` state is kept exactly in the bucket, so
+    /// there is nothing to grace after a restart.
+    #[arg(long = "for-grace-period", default_value = "10m")]
+    pub for_grace_period: String,
+    /// Timeout of one rule query.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    pub query_timeout: String,
+    /// Base URL put into alerts' generatorURL.
+    #[arg(long = "alert.query-url", default_value = "")]
+    pub alert_query_url: String,
+    /// Label dropped from alerts before they are sent (e.g. the replica label,
+    /// for HA rulers); repeatable.
+    #[arg(long = "alert.label-drop")]
+    pub alert_label_drop: Vec<String>,
+    /// Length of the blocks the ruler cuts and uploads.
+    #[arg(long = "tsdb.block-duration", default_value = "2h")]
+    pub tsdb_block_duration: String,
+    /// How long recorded samples stay in the ruler's own store after their
+    /// block is cut.
+    #[arg(long = "tsdb.retention", default_value = "48h")]
+    pub tsdb_retention: String,
+    /// Directory of the ruler's log, blocks and shipper state.
     #[arg(long = "data-dir", default_value = "./data")]
     pub data_dir: String,
 }
 
-/// The component exists only as flags so far: say so and fail.
-pub fn not_built(name: &str, issue: u32, args: &impl std::fmt::Debug) -> anyhow::Result<()> {
-    tracing::debug!(?args, "parsed flags");
-    anyhow::bail!(
-        "`aether {name}` is not built yet (tracked in issue #{issue}); its flags parse, nothing runs"
-    )
-}

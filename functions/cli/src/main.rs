@@ -6,6 +6,7 @@
 mod compact_cmd;
 mod components;
 mod query_cmd;
+mod rule_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -38,7 +39,7 @@ enum Command {
     /// Compacts, downsamples and applies retention to the bucket.
     Compact(components::CompactArgs),
     /// Evaluates recording and alerting rules.
-    Rule(components::RuleArgs),
+    Rule(Box<components::RuleArgs>),
     /// Operator tools for TSDB blocks and buckets.
     Tools(tools::cli::ToolsArgs),
 }
@@ -59,6 +60,11 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    // `aether tools rules-check FILE...` lives here, not in the tools crate (which
+    // must not depend on the ruler).
+    if let Some(code) = rule_cmd::intercept_rules_check() {
+        return code;
+    }
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log_level, &cli.log_format) {
         eprintln!("aether: {e:#}");
@@ -81,7 +87,7 @@ fn main() -> std::process::ExitCode {
             Command::Store(a) => store_cmd::run(a).await,
             Command::Query(a) => query_cmd::run(a).await,
             Command::Compact(a) => compact_cmd::run(a).await,
-            Command::Rule(a) => components::not_built("rule", 8, &a),
+            Command::Rule(a) => rule_cmd::run(*a).await,
         }
     });
     match result {

@@ -102,8 +102,8 @@ fn thanos_command_lines_parse() {
             );
             continue;
         }
-        if args[0] == "store" || args[0] == "compact" {
-            // Built (issues #4, #7): every flag parsed, then the missing objstore file
+        if args[0] == "store" || args[0] == "compact" || args[0] == "rule" {
+            // Built (issues #4, #7, #8): every flag parsed, then the missing objstore file
             // is reported by name.
             assert!(
                 stderr(&o).contains("/etc/thanos/objstore.yml"),
