@@ -110,3 +110,36 @@ pub fn bucket_store(bucket: Bucket) -> anyhow::Result<store::BucketStore> {
     };
     Ok(store::BucketStore::new(bucket, cfg))
 }
+
+/// Splits `a="x",b="y,z"` at the commas outside double quotes.
+pub fn split_label_list(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut cur, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in v.chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                cur.push(c);
+            }
+            '\\' if quoted => {
+                escaped = true;
+                cur.push(c);
+            }
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}

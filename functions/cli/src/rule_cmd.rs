@@ -25,29 +25,9 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Parses `--label` values (`name="value"`, Thanos's syntax).
+/// `--label name="value"` flags as labels (see [`rule::ruler::parse_labels`]).
 pub fn parse_labels(flags: &[String]) -> anyhow::Result<Labels> {
-    let mut pairs = Vec::new();
-    for f in flags {
-        let (name, value) = f
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--label {f:?}: want name=\"value\""))?;
-        if !rule::rulefile::is_valid_label_name(name) {
-            anyhow::bail!("--label {f:?}: invalid label name {name:?}");
-        }
-        let v: String = if value.starts_with('"') {
-            serde_json::from_str(value).map_err(|e| {
-                anyhow::anyhow!("--label {f:?}: the value must be a quoted string: {e}")
-            })?
-        } else {
-            anyhow::bail!("--label {f:?}: the value must be a quoted string (name=\"value\")");
-        };
-        if pairs.iter().any(|(n, _): &(String, String)| n == name) {
-            anyhow::bail!("--label {f:?}: label {name:?} given twice");
-        }
-        pairs.push((name.to_string(), v));
-    }
-    Ok(Labels::from_pairs(pairs))
+    Ok(rule::ruler::parse_labels(flags)?)
 }
 
 /// Handles `aether [global flags] tools rules-check FILE...` before clap sees it;

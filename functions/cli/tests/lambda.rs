@@ -228,7 +228,12 @@ async fn lambda_functions_answer_through_the_runtime_api() {
         let path = format!("{}/../query/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
         let out = q_emu.invoke(std::fs::read(&path).unwrap()).await.unwrap();
         let a = http_answer(&out).unwrap();
-        assert_eq!(a.status, 200, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
     }
     let (status, v) = query(&q_emu, "sum(").await;
     assert_eq!(status, 400, "{v}");
@@ -292,4 +297,118 @@ where
     fn boxed_stream(self) -> storeapi::SeriesStream {
         futures::StreamExt::boxed(self)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_function_ticks_statelessly_and_cuts_blocks() {
+    use bucket::object_store::ObjectStoreExt;
+    let s3 = harness::S3Server::start("lambda-rule").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = s3.objstore_yaml();
+    let bucket = bucket::ObjstoreConfig::parse(&yaml)
+        .unwrap()
+        .build()
+        .unwrap();
+    // The rule files live in the bucket.
+    let rules = "groups:\n- name: lambda\n  rules:\n  - record: aether:test:answer\n    expr: vector(42)\n  - alert: AlwaysOn\n    expr: vector(1) > 0\n    labels:\n      severity: none\n";
+    bucket
+        .put(
+            &bucket::object_store::path::Path::from("aether/rules/test.yaml"),
+            rules.as_bytes().to_vec().into(),
+        )
+        .await
+        .unwrap();
+
+    let emu = Emulator::start("aether-rule").await.unwrap();
+    let rtmp = tmp.path().join("rule-tmp");
+    std::fs::create_dir_all(&rtmp).unwrap();
+    let mut p = emu
+        .spawn(
+            Path::new(env!("CARGO_BIN_EXE_aether-rule-lambda")),
+            &[
+                ("AETHER_OBJSTORE_CONFIG", yaml.clone()),
+                ("TMPDIR", rtmp.display().to_string()),
+                (
+                    "AETHER_LABELS",
+                    r#"replica="l0",ruler="lambda""#.to_string(),
+                ),
+                ("AETHER_EVAL_INTERVAL", "1s".to_string()),
+                ("AETHER_BLOCK_DURATION", "2s".to_string()),
+                ("AETHER_CUT_GRACE", "1s".to_string()),
+            ],
+            &tmp.path().join("rule.log"),
+        )
+        .unwrap();
+    emu.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let tick = || async {
+        let out = emu
+            .invoke(b"{\"source\":\"aws.scheduler\"}".to_vec())
+            .await
+            .unwrap();
+        let body = out
+            .result
+            .unwrap_or_else(|e| panic!("function error: {}", String::from_utf8_lossy(&e)));
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let first = tick().await;
+    assert_eq!(
+        first["evaluated"].as_array().unwrap().len(),
+        1,
+        "{first}: {}",
+        p.log()
+    );
+    // The recorded sample, ALERTS{alertstate="firing"} (no `for`) and
+    // ALERTS_FOR_STATE.
+    assert_eq!(first["samples"], 3, "{first}");
+    assert_eq!(
+        first["evaluated"][0]["group"],
+        "aether/rules/test.yaml;lambda"
+    );
+    // Another tick in the same slot (a retried or duplicate invocation)
+    // records nothing: the slot is taken in the bucket's state.
+    let again = tick().await;
+    if again["at"].as_i64().unwrap() / 1000 == first["at"].as_i64().unwrap() / 1000 {
+        assert!(again["evaluated"].as_array().unwrap().is_empty(), "{again}");
+        assert_eq!(again["samples"], 0, "{again}");
+    }
+    // Later ticks cut the closed ranges into blocks in the bucket.
+    let mut blocks = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = tick().await;
+        blocks.extend(
+            r["blocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap().to_string()),
+        );
+        if !blocks.is_empty() {
+            break;
+        }
+    }
+    assert!(!blocks.is_empty(), "no block cut: {}", p.log());
+    let metas = bucket::list_block_metas(&*bucket).await.unwrap().metas;
+    let m = metas
+        .iter()
+        .find(|m| m.ulid.to_string() == blocks[0])
+        .expect("cut block in the bucket");
+    let th = m.thanos.as_ref().unwrap();
+    assert_eq!(th.source, "ruler");
+    assert_eq!(th.labels.get("replica").map(String::as_str), Some("l0"));
+    // promtool reads it, with the recorded series and ALERTS in it.
+    let data = tmp.path().join("promtool-data");
+    bucket::download_block(&*bucket, m.ulid, &data.join(m.ulid.to_string()))
+        .await
+        .unwrap();
+    let dump = harness::promtool_dump(&data, &[]).unwrap();
+    assert!(
+        dump.contains(r#"{__name__="aether:test:answer"} 42 "#),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(r#"{__name__="ALERTS", alertname="AlwaysOn", alertstate="firing""#),
+        "{dump}"
+    );
+    p.stop(Duration::from_secs(2));
 }

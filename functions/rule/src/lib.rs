@@ -17,6 +17,8 @@
 //!   embedded engine (`--endpoint`) implementations; partial response strategy.
 //! - [`notifier`]: Alertmanager API v2 client with retries, several
 //!   Alertmanagers.
+//! - [`bucket_sink`]: recorded samples kept in the bucket (pending objects cut
+//!   into blocks), for a ruler without a disk (Lambda).
 //! - [`head`]: the ruler's storage: durable log, StoreAPI, block cutting,
 //!   shipping.
 //! - [`ruler`]: [`ruler::Ruler::tick`], the stateless evaluation step, and the
@@ -26,6 +28,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod bucket_sink;
 pub mod head;
 pub mod notifier;
 pub mod querier;

@@ -684,3 +684,36 @@ fn record(name: &str, r: &Rule, v: Vec<(Labels, f64)>, limit: usize) -> Result<V
     }
     Ok(out)
 }
+
+/// Thanos's `--label name="value"` values (the value a double-quoted string)
+/// as labels; names must be valid and not repeat.
+pub fn parse_labels(flags: &[String]) -> Result<Labels> {
+    let mut pairs = Vec::new();
+    for f in flags {
+        let (name, value) = f
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--label {f:?}: want name=\"value\"")))?;
+        if !crate::rulefile::is_valid_label_name(name) {
+            return Err(Error::Config(format!(
+                "--label {f:?}: invalid label name {name:?}"
+            )));
+        }
+        if !value.starts_with('"') {
+            return Err(Error::Config(format!(
+                "--label {f:?}: the value must be a quoted string (name=\"value\")"
+            )));
+        }
+        let v: String = serde_json::from_str(value).map_err(|e| {
+            Error::Config(format!(
+                "--label {f:?}: the value must be a quoted string: {e}"
+            ))
+        })?;
+        if pairs.iter().any(|(n, _): &(String, String)| n == name) {
+            return Err(Error::Config(format!(
+                "--label {f:?}: label {name:?} given twice"
+            )));
+        }
+        pairs.push((name.to_string(), v));
+    }
+    Ok(Labels::from_pairs(pairs))
+}
