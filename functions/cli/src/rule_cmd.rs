@@ -150,6 +150,32 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
         (None, Some(y)) => Some(bucket::ObjstoreConfig::parse(y)?.build()?),
         (None, None) => None,
     };
+    // Knative: no disk that outlives the revision and no loop of our own.
+    // A PingSource POSTs /-/tick; samples go to the bucket (as on Lambda).
+    let mode = serve::Mode::detect()?;
+    if let serve::Mode::Knative { .. } = mode {
+        let Some(bucket) = bucket else {
+            anyhow::bail!("in Knative mode the ruler keeps its samples and state in the bucket: give --objstore.config-file");
+        };
+        let cfg = RulerConfig {
+            eval_interval_ms: millis(eval_interval),
+            resend_delay_ms: millis(resend_delay),
+            external_labels: labels.clone(),
+            external_url: a.alert_query_url.clone(),
+            alert_label_drop: a.alert_label_drop.clone(),
+        };
+        return run_knative(
+            mode,
+            &a,
+            cfg,
+            groups,
+            querier,
+            notifier,
+            bucket,
+            millis(block_duration),
+        )
+        .await;
+    }
     // The bucket is checked before anything is created on disk.
     let data_dir = PathBuf::from(&a.data_dir);
     let head = Arc::new(Head::open(
@@ -281,5 +307,94 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     let _ = tx.send(true);
     http_task.await??;
     grpc_task.await??;
+    Ok(())
+}
+
+/// `aether rule` as a Knative service: the HTTP API on `$PORT`, and one
+/// evaluation tick per `POST /-/tick` (a PingSource), with the state and the
+/// recorded samples in the bucket (`rule::bucket_sink`), as the Lambda
+/// function does.
+#[allow(clippy::too_many_arguments)]
+async fn run_knative(
+    mode: serve::Mode,
+    a: &RuleArgs,
+    cfg: RulerConfig,
+    groups: Vec<rule::rulefile::RuleGroup>,
+    querier: Arc<dyn RuleQuerier>,
+    notifier: Arc<AlertmanagerNotifier>,
+    bucket: Arc<dyn bucket::object_store::ObjectStore>,
+    block_duration_ms: i64,
+) -> anyhow::Result<()> {
+    let labels = cfg.external_labels.clone();
+    let grace = (2 * cfg.eval_interval_ms).max(300_000);
+    let sink = Arc::new(rule::bucket_sink::BucketSink::new(
+        Arc::clone(&bucket),
+        labels.clone(),
+        block_duration_ms,
+    ));
+    let ruler = Arc::new(Ruler::new(
+        cfg,
+        groups,
+        querier,
+        Arc::clone(&notifier) as Arc<dyn rule::notifier::Notifier>,
+        Arc::clone(&sink) as Arc<dyn rule::ruler::SampleSink>,
+        Arc::new(BucketStateStore::new(Arc::clone(&bucket), &labels)),
+    ));
+    let reloader = Arc::new(Reloader::new(a.rule_file.clone(), Arc::clone(&ruler)));
+    let tmp = PathBuf::from(&a.data_dir).join("blocks");
+    let tick = {
+        let (ruler, sink) = (Arc::clone(&ruler), Arc::clone(&sink));
+        move || {
+            let (ruler, sink, tmp) = (Arc::clone(&ruler), Arc::clone(&sink), tmp.clone());
+            async move {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_default();
+                let report = match ruler.tick(now).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("tick failed: {e}\n"),
+                        )
+                    }
+                };
+                let blocks = match sink.cut(now, grace, &tmp).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("cutting blocks failed: {e}\n"),
+                        )
+                    }
+                };
+                (
+                    axum::http::StatusCode::OK,
+                    format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "at": now,
+                            "evaluated": report.evaluated.len(),
+                            "samples": report.appended,
+                            "alerts_sent": report.alerts_sent,
+                            "lost_race": report.lost_race,
+                            "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                        })
+                    ),
+                )
+            }
+        }
+    };
+    let api = rule::api::router(ApiState {
+        ruler: Arc::clone(&ruler),
+        reloader: Some(reloader),
+        head: None,
+        alertmanagers: Some(notifier),
+    })
+    .route("/-/tick", axum::routing::post(tick));
+    let listeners = serve::bind(mode, &a.server.http_address, None).await?;
+    tracing::info!(?mode, http = %listeners.http.local_addr()?, labels = %labels, "ruler serving; ticks on POST /-/tick");
+    serve::serve(listeners, api, None, shutdown_signal()).await?;
     Ok(())
 }

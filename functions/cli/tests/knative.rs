@@ -26,14 +26,20 @@ async fn store_and_query_serve_http_and_grpc_on_port() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
-    let objstore = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display());
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
     // Flags name other addresses: Knative mode must ignore them for $PORT.
     let unused = || format!("127.0.0.1:{}", free_port());
 
     let store_port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
     cmd.args(["store", "--objstore.config", &objstore])
-        .args(["--data-dir", &tmp.path().join("store").display().to_string()])
+        .args([
+            "--data-dir",
+            &tmp.path().join("store").display().to_string(),
+        ])
         .args(["--http-address", &unused(), "--grpc-address", &unused()])
         .env("K_SERVICE", "aether-store")
         .env("PORT", store_port.to_string());
@@ -57,9 +63,14 @@ async fn store_and_query_serve_http_and_grpc_on_port() {
     let mut query = Proc::spawn("query", &mut cmd, tmp.path().join("query.log")).unwrap();
     let query_addr = format!("127.0.0.1:{query_port}");
     harness::wait_for_port(&query_addr, Duration::from_secs(20)).unwrap();
-    let (code, body) = curl(&format!("http://{query_addr}/api/v1/query?query=vector(1)&time=100"));
+    let (code, body) = curl(&format!(
+        "http://{query_addr}/api/v1/query?query=vector(1)&time=100"
+    ));
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains(r#""result":[{"metric":{},"value":[100,"1"]}]"#), "{body}");
+    assert!(
+        body.contains(r#""result":[{"metric":{},"value":[100,"1"]}]"#),
+        "{body}"
+    );
     // The querier's endpoint page shows the store reached over h2c.
     let mut up = false;
     for _ in 0..50 {
@@ -76,6 +87,76 @@ async fn store_and_query_serve_http_and_grpc_on_port() {
         .await
         .unwrap();
     assert!(client.info().await.is_ok());
+
+    // The ruler: HTTP on $PORT, one tick per POST /-/tick (a PingSource),
+    // evaluating over the store's h2c port; state and samples in the bucket.
+    let rules = tmp.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: knative\n  rules:\n  - record: aether:test:answer\n    expr: vector(42)\n",
+    )
+    .unwrap();
+    let rule_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+    cmd.args(["rule", "--objstore.config", &objstore])
+        .args(["--rule-file", &rules.display().to_string()])
+        .args(["--endpoint", &store_addr, "--label", "replica=\"k0\""])
+        .args(["--data-dir", &tmp.path().join("rule").display().to_string()])
+        .args(["--http-address", &unused(), "--grpc-address", &unused()])
+        .env("K_SERVICE", "aether-rule")
+        .env("PORT", rule_port.to_string());
+    let mut rule = Proc::spawn("rule", &mut cmd, tmp.path().join("rule.log")).unwrap();
+    let rule_addr = format!("127.0.0.1:{rule_port}");
+    harness::wait_for_port(&rule_addr, Duration::from_secs(20)).unwrap();
+    let post = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-X", "POST", "-w", "\n%{http_code}"])
+            .arg(format!("http://{rule_addr}{path}"))
+            .output()
+            .unwrap();
+        let s = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = s.rsplit_once('\n').unwrap();
+        (code.parse::<u16>().unwrap_or(0), body.to_string())
+    };
+    let (code, body) = post("/-/tick");
+    assert_eq!(code, 200, "{body}: {}", rule.log());
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // A second tick in the same minute (the default interval) records nothing.
+    let (code, body) = post("/-/tick");
+    assert_eq!(code, 200, "{body}");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let minute = |v: &serde_json::Value| v["at"].as_i64().unwrap() / 60_000;
+    assert_eq!(first["evaluated"], 1, "{first}");
+    assert_eq!(first["samples"], 1, "{first}");
+    if minute(&first) == minute(&second) {
+        assert_eq!(second["evaluated"], 0, "{second}");
+    }
+    let (code, body) = curl(&format!("http://{rule_addr}/api/v1/rules"));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("aether:test:answer") && body.contains(r#""health":"ok""#),
+        "{body}"
+    );
+    // The pending sample is in the bucket, under the ruler's prefix.
+    let pending: Vec<_> = walk(&bucket)
+        .into_iter()
+        .filter(|p| p.contains("/pending/"))
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    rule.stop(Duration::from_secs(5));
     query.stop(Duration::from_secs(5));
     store.stop(Duration::from_secs(5));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }
