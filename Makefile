@@ -65,7 +65,7 @@ lambda-tools:
 	@command -v cargo-lambda >/dev/null 2>&1 || { echo "installing cargo-lambda (PyPI, with ziglang)" >&2; python3 -m pip install -q --disable-pip-version-check cargo-lambda && (command -v pyenv >/dev/null 2>&1 && pyenv rehash || true); }
 
 lambda-build: lambda-tools
-	$(CARGO) lambda build --release --$(LAMBDA_ARCH) --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
+	$(CARGO) lambda build --profile lambda-release --$(LAMBDA_ARCH) --output-format zip $(addprefix --bin ,$(LAMBDA_BINS))
 	@ls -l $(addprefix target/lambda/,$(addsuffix /bootstrap.zip,$(LAMBDA_BINS)))
 
 ## lambda-invoke: runs the functions under `cargo lambda watch` against the local bucket of `make run`
