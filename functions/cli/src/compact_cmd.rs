@@ -27,6 +27,12 @@ pub fn config(a: &CompactArgs) -> anyhow::Result<compact::CompactConfig> {
     cfg.concurrency = a.concurrency.max(1);
     cfg.downsampling = !a.downsampling_disable;
     cfg.replica_labels = a.dedup_replica_label.clone();
+    cfg.dedup = compact::DedupFunc::parse(&a.dedup_func).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--deduplication.func: {:?} is not a deduplication function (\"\" or \"penalty\")",
+            a.dedup_func
+        )
+    })?;
     Ok(cfg)
 }
 
@@ -77,6 +83,26 @@ async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<compact::Met
     }
 }
 
+/// The lease holder: host name and data dir, so that a compactor restarted in
+/// place (same pod, same volume) after a crash takes its lease back at once,
+/// while compactors elsewhere wait for it to expire.
+fn holder_id(data_dir: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown-host".into());
+    let _ = std::fs::create_dir_all(data_dir);
+    let dir = std::fs::canonicalize(data_dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| data_dir.to_string());
+    format!("{host}:{dir}")
+}
+
 /// Runs `aether compact`: one pass, or passes every `--wait-interval` with `--wait`.
 pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     let objcfg = tools::bucket_tools::load_config(
@@ -87,7 +113,16 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     cfg.upload = objcfg.upload_options();
     let interval = dur("wait-interval", &a.wait_interval)?;
     let store = objcfg.build()?;
-    let c = compact::Compactor::new(store, cfg, Arc::new(compact::SystemClock));
+    let holder = holder_id(&a.data_dir);
+    let mut c =
+        compact::Compactor::new(store, cfg, Arc::new(compact::SystemClock)).with_holder(holder);
+    // Testing aid for the crash tests (see compact::hooks): pause at a phase.
+    if let Some(h) = compact::hooks::pause_hook_from_env()? {
+        c = c.with_hook(h);
+    }
+    if let Some(p) = compact::progress::TerminalProgress::if_tty() {
+        c = c.with_progress(p);
+    }
     if a.wait {
         let http = tokio::net::TcpListener::bind(&a.http_address)
             .await

@@ -187,6 +187,11 @@ pub struct CompactArgs {
     pub downsampling_disable: bool,
     #[arg(long = "deduplication.replica-label")]
     pub dedup_replica_label: Vec<String>,
+    /// How overlapping blocks' samples are merged: "" keeps every distinct
+    /// timestamp; "penalty" deduplicates HA replicas as the querier does (use
+    /// with --deduplication.replica-label).
+    #[arg(long = "deduplication.func", default_value = "")]
+    pub dedup_func: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -28,6 +28,18 @@ fn one_pass_compacts_and_exits_zero() {
         .build()
         .unwrap();
     rt.block_on(async {
+        // weed mini answers before its -bucket exists: wait until a PUT works.
+        use bucket::object_store::ObjectStoreExt;
+        let probe = bucket::object_store::path::Path::from("ready-probe");
+        let t0 = std::time::Instant::now();
+        while let Err(e) = store
+            .put(&probe, bucket::object_store::PutPayload::from_static(b"1"))
+            .await
+        {
+            assert!(t0.elapsed().as_secs() < 30, "bucket never usable: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        store.delete(&probe).await.unwrap();
         for (k, m) in metas.iter().enumerate() {
             let mut m = m.clone();
             m.min_time = k as i64 * 2 * H;
@@ -76,4 +88,42 @@ fn one_pass_compacts_and_exits_zero() {
         .map(|s| s.samples(&spec, 0, 8 * H).len())
         .sum();
     assert_eq!(dump.lines().count(), want);
+}
+
+#[test]
+fn deduplication_func_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("objstore.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            tmp.path().join("bucket").display()
+        ),
+    )
+    .unwrap();
+    let run = |func: &str| {
+        Command::new(env!("CARGO_BIN_EXE_aether"))
+            .args(["compact", "--consistency-delay=0s"])
+            .arg(format!("--deduplication.func={func}"))
+            .arg(format!("--data-dir={}", tmp.path().join("data").display()))
+            .arg(format!("--objstore.config-file={}", cfg.display()))
+            .output()
+            .unwrap()
+    };
+    let out = run("chain-of-fools");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--deduplication.func") && err.contains("penalty"),
+        "{err}"
+    );
+    for ok in ["", "penalty"] {
+        let out = run(ok);
+        assert!(
+            out.status.success(),
+            "{ok:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

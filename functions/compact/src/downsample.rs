@@ -437,6 +437,17 @@ pub async fn downsample_block(
     ulid: Ulid,
     resolution: i64,
 ) -> Result<Option<BlockMeta>, MergeError> {
+    downsample_block_with(block, out_dir, ulid, resolution, None).await
+}
+
+/// [`downsample_block`] calling `on_series(done, total)` after every series.
+pub async fn downsample_block_with(
+    block: &Block,
+    out_dir: &Path,
+    ulid: Ulid,
+    resolution: i64,
+    on_series: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
+) -> Result<Option<BlockMeta>, MergeError> {
     let orig = block.meta().clone();
     let in_res = orig.resolution();
     let id = orig.ulid;
@@ -444,7 +455,16 @@ pub async fn downsample_block(
     let r: Result<bool, MergeError> = async {
         let mut cur = SeriesCursor::new(block).await.map_err(read_err(id))?;
         let mut any = false;
+        let total = cur.len() as u64;
+        let mut done = 0u64;
+        if let Some(f) = on_series {
+            f(0, total);
+        }
         while let Some(s) = cur.next_series().await.map_err(read_err(id))? {
+            done += 1;
+            if let Some(f) = on_series {
+                f(done, total);
+            }
             let refs: Vec<u64> = s.chunks.iter().map(|m| m.chunk_ref).collect();
             let raw = block.chunks().chunks(&refs).await.map_err(read_err(id))?;
             let out = if in_res == 0 {

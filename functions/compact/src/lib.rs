@@ -9,14 +9,20 @@
 //! - [`lease`]: one pass at a time per bucket (conditional-PUT lease).
 //! - [`pass`]: the [`Compactor`] running passes against a bucket.
 //! - [`clock`]: the injected clock.
+//! - [`hooks`]: phase hooks (crash tests) and progress reporting.
+//! - [`progress`]: progress bars on a terminal.
 
 pub mod clock;
 pub mod downsample;
+pub mod hooks;
 pub mod lease;
 pub mod merge;
 pub mod pass;
 pub mod plan;
+pub mod progress;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use pass::{CompactConfig, Compactor, Metrics, PassReport};
+pub use hooks::{Phase, PhaseHook, Progress};
+pub use merge::DedupFunc;
+pub use pass::{CompactConfig, Compactor, Metrics, PassError, PassReport};
 pub use plan::{GroupKey, Retention};

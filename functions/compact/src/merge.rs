@@ -23,6 +23,8 @@ use tsdb::meta::{BlockMeta, ThanosMeta};
 use tsdb::tombstones::Interval;
 use ulid::Ulid;
 
+use crate::hooks::{Phase, PhaseHook};
+
 /// Series entries fetched per index read.
 pub const SERIES_BATCH: usize = 256;
 
@@ -62,6 +64,15 @@ impl<'a> SeriesCursor<'a> {
         Ok(())
     }
 
+    /// Series in the block.
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
     /// The next series' labels without consuming it.
     pub async fn peek(&mut self) -> tsdb::Result<Option<&Labels>> {
         self.fill().await?;
@@ -74,9 +85,33 @@ impl<'a> SeriesCursor<'a> {
     }
 }
 
+/// How overlapping chunks of different sources are merged (Thanos's
+/// `--deduplication.func`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DedupFunc {
+    /// `""`: every distinct timestamp is kept (one sample per timestamp).
+    #[default]
+    Chain,
+    /// `penalty`: replicas are deduplicated with Thanos's penalty algorithm.
+    Penalty,
+}
+
+impl DedupFunc {
+    /// Parses the flag value (`""` or `penalty`).
+    pub fn parse(s: &str) -> Option<DedupFunc> {
+        match s {
+            "" => Some(DedupFunc::Chain),
+            "penalty" => Some(DedupFunc::Penalty),
+            _ => None,
+        }
+    }
+}
+
 /// One stored chunk of a series as input to [`merge_series_chunks`].
 #[derive(Debug, Clone)]
 pub struct InChunk {
+    /// Index of the source block (its priority: lower wins for equal timestamps).
+    pub source: usize,
     pub min_time: i64,
     pub max_time: i64,
     pub encoding: u8,
@@ -135,7 +170,15 @@ fn deleted(iv: &[Interval], t: i64) -> bool {
 /// Merges the chunks of one series from all sources (in source priority order)
 /// into non-overlapping output chunks. Errors only for overlapping (or
 /// tombstoned) chunks that are not XOR, and for corrupt XOR data.
-pub fn merge_series_chunks(mut chunks: Vec<InChunk>) -> tsdb::Result<Vec<OutChunk>> {
+pub fn merge_series_chunks(chunks: Vec<InChunk>) -> tsdb::Result<Vec<OutChunk>> {
+    merge_series_chunks_with(chunks, DedupFunc::Chain)
+}
+
+/// [`merge_series_chunks`] with a choice of deduplication for overlaps.
+pub fn merge_series_chunks_with(
+    mut chunks: Vec<InChunk>,
+    dedup: DedupFunc,
+) -> tsdb::Result<Vec<OutChunk>> {
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
     // Drop byte-identical repeats.
     let mut uniq: Vec<InChunk> = Vec::with_capacity(chunks.len());
@@ -183,7 +226,8 @@ pub fn merge_series_chunks(mut chunks: Vec<InChunk>) -> tsdb::Result<Vec<OutChun
                 continue;
             }
         }
-        let mut samples: Vec<(i64, f64)> = Vec::new();
+        // Samples per source, in source order.
+        let mut per_source: Vec<(usize, Vec<(i64, f64)>)> = Vec::new();
         for c in cluster {
             if c.encoding != Encoding::Xor as u8 {
                 return Err(tsdb::Error::Unsupported {
@@ -194,6 +238,14 @@ pub fn merge_series_chunks(mut chunks: Vec<InChunk>) -> tsdb::Result<Vec<OutChun
                     ),
                 });
             }
+            let idx = match per_source.iter().position(|(s, _)| *s == c.source) {
+                Some(i) => i,
+                None => {
+                    per_source.push((c.source, Vec::new()));
+                    per_source.len() - 1
+                }
+            };
+            let samples = &mut per_source[idx].1;
             for s in XorIterator::new(&c.data)? {
                 let (t, v) = s?;
                 if !deleted(&c.deleted, t) {
@@ -201,12 +253,91 @@ pub fn merge_series_chunks(mut chunks: Vec<InChunk>) -> tsdb::Result<Vec<OutChun
                 }
             }
         }
-        // Stable: for equal timestamps the earliest source stays first.
-        samples.sort_by_key(|s| s.0);
-        samples.dedup_by_key(|s| s.0);
+        per_source.sort_by_key(|(s, _)| *s);
+        for (_, v) in per_source.iter_mut() {
+            // Stable: within a source, the first of equal timestamps stays.
+            v.sort_by_key(|s| s.0);
+            v.dedup_by_key(|s| s.0);
+        }
+        let samples = match dedup {
+            DedupFunc::Penalty => {
+                let mut it = per_source.into_iter().map(|(_, v)| v);
+                let first = it.next().unwrap_or_default();
+                it.fold(first, |acc, v| penalty_dedup_pair(&acc, &v))
+            }
+            DedupFunc::Chain => {
+                let mut all: Vec<(i64, f64)> =
+                    per_source.into_iter().flat_map(|(_, v)| v).collect();
+                // Stable: for equal timestamps the earliest source stays first.
+                all.sort_by_key(|s| s.0);
+                all.dedup_by_key(|s| s.0);
+                all
+            }
+        };
         out.extend(encode_xor(&samples));
     }
     Ok(out)
+}
+
+/// Penalty when no previous sample is known (Thanos's `initialPenalty`, ms).
+const INITIAL_PENALTY: i64 = 5000;
+
+/// Merges two replicas of one series (samples sorted by time) as Thanos's
+/// `dedupSeriesIterator` does: take the earlier sample of the two, and make the
+/// other replica skip samples within twice the gap since the last chosen sample
+/// (5 s at the start). A gap in one replica is filled by the other; the result
+/// keeps the sampling rate of one replica.
+///
+/// The querier has the same algorithm (`functions/query/src/dedup.rs`); function
+/// crates may not import each other, so it is repeated here. It belongs in a
+/// shared crate (`shared/model` or a new `shared/dedup`) once someone owns that.
+pub fn penalty_dedup_pair(a: &[(i64, f64)], b: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    fn seek(s: &[(i64, f64)], from: usize, t: i64) -> usize {
+        let mut i = from;
+        while i < s.len() && s[i].0 < t {
+            i += 1;
+        }
+        i
+    }
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut ia, mut ib) = (0usize, 0usize);
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    let mut last_t: Option<i64> = None;
+    loop {
+        let base = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
+        ia = seek(a, ia, base.saturating_add(pen_a));
+        ib = seek(b, ib, base.saturating_add(pen_b));
+        let (aok, bok) = (ia < a.len(), ib < b.len());
+        let take_a = match (aok, bok) {
+            (false, false) => break,
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => a[ia].0 <= b[ib].0,
+        };
+        let (t, pen_other) = if take_a {
+            (a[ia].0, &mut pen_b)
+        } else {
+            (b[ib].0, &mut pen_a)
+        };
+        if aok && bok {
+            *pen_other = last_t.map_or(INITIAL_PENALTY, |l| 2 * (t - l));
+        }
+        if take_a {
+            pen_a = 0;
+            out.push(a[ia]);
+        } else {
+            pen_b = 0;
+            out.push(b[ib]);
+        }
+        last_t = Some(t);
+    }
+    out
 }
 
 /// Why a merge failed: a source block that cannot be read (it should get a
@@ -240,6 +371,17 @@ fn read_err(id: Ulid) -> impl Fn(tsdb::Error) -> MergeError {
     }
 }
 
+/// Options of [`merge_blocks_with`].
+#[derive(Clone, Copy, Default)]
+pub struct MergeOptions<'a> {
+    pub dedup: DedupFunc,
+    /// Told [`Phase::Merge`] once the first merged series is written.
+    pub hook: Option<&'a dyn PhaseHook>,
+    /// Called after each merged series with (source series consumed, total
+    /// source series).
+    pub on_series: Option<&'a (dyn Fn(u64, u64) + Send + Sync)>,
+}
+
 /// Merges `blocks` (in priority order: earlier wins for equal timestamps) into a
 /// new block `ulid` under `out_dir`. Returns the written meta (times, stats) with
 /// `thanos` set; the caller fills in compaction info.
@@ -249,8 +391,19 @@ pub async fn merge_blocks(
     ulid: Ulid,
     thanos: ThanosMeta,
 ) -> Result<BlockMeta, MergeError> {
+    merge_blocks_with(blocks, out_dir, ulid, thanos, MergeOptions::default()).await
+}
+
+/// [`merge_blocks`] with options (deduplication, phase hook, progress).
+pub async fn merge_blocks_with(
+    blocks: &[Block],
+    out_dir: &Path,
+    ulid: Ulid,
+    thanos: ThanosMeta,
+    opts: MergeOptions<'_>,
+) -> Result<BlockMeta, MergeError> {
     let mut w = BlockWriter::create_with_ulid(out_dir, ulid).map_err(MergeError::Write)?;
-    let r = merge_into(blocks, &mut w).await;
+    let r = merge_into(blocks, &mut w, opts).await;
     if let Err(e) = r {
         w.abort();
         return Err(e);
@@ -258,11 +411,23 @@ pub async fn merge_blocks(
     w.finish(Some(thanos)).map_err(MergeError::Write)
 }
 
-async fn merge_into(blocks: &[Block], w: &mut BlockWriter) -> Result<(), MergeError> {
+async fn merge_into(
+    blocks: &[Block],
+    w: &mut BlockWriter,
+    opts: MergeOptions<'_>,
+) -> Result<(), MergeError> {
     let mut cursors = Vec::with_capacity(blocks.len());
     for b in blocks {
         let id = b.meta().ulid;
         cursors.push(SeriesCursor::new(b).await.map_err(read_err(id))?);
+    }
+    let total: u64 = cursors.iter().map(|c| c.refs.len() as u64).sum();
+    // Output series written, and source series consumed (the progress: it
+    // reaches `total` exactly).
+    let mut done: u64 = 0;
+    let mut consumed: u64 = 0;
+    if let Some(f) = opts.on_series {
+        f(0, total);
     }
     loop {
         // The smallest label set at the heads.
@@ -282,11 +447,10 @@ async fn merge_into(blocks: &[Block], w: &mut BlockWriter) -> Result<(), MergeEr
             if c.peek().await.map_err(read_err(id))? != Some(&labels) {
                 continue;
             }
-            let s = c
-                .next_series()
-                .await
-                .map_err(read_err(id))?
-                .expect("peeked");
+            let Some(s) = c.next_series().await.map_err(read_err(id))? else {
+                continue;
+            };
+            consumed += 1;
             let refs: Vec<u64> = s.chunks.iter().map(|m| m.chunk_ref).collect();
             let raw = blocks[i]
                 .chunks()
@@ -296,6 +460,7 @@ async fn merge_into(blocks: &[Block], w: &mut BlockWriter) -> Result<(), MergeEr
             let del = blocks[i].tombstones().get(s.series_ref).to_vec();
             for (m, rc) in s.chunks.iter().zip(raw) {
                 input.push(InChunk {
+                    source: i,
                     min_time: m.min_time,
                     max_time: m.max_time,
                     encoding: rc.encoding,
@@ -304,11 +469,13 @@ async fn merge_into(blocks: &[Block], w: &mut BlockWriter) -> Result<(), MergeEr
                 });
             }
         }
-        let out = merge_series_chunks(input).map_err(|err| MergeError::BadBlock {
-            // Attributed to the first source holding the series; the group is
-            // retried without marking when several blocks are involved.
-            id: blocks[0].meta().ulid,
-            err,
+        let out = merge_series_chunks_with(input, opts.dedup).map_err(|err| {
+            MergeError::BadBlock {
+                // Attributed to the first source holding the series; the group is
+                // retried without marking when several blocks are involved.
+                id: blocks[0].meta().ulid,
+                err,
+            }
         })?;
         w.add_series_chunks(
             &labels,
@@ -316,6 +483,15 @@ async fn merge_into(blocks: &[Block], w: &mut BlockWriter) -> Result<(), MergeEr
                 .map(|c| (c.min_time, c.max_time, c.encoding, &c.data[..], c.samples)),
         )
         .map_err(MergeError::Write)?;
+        done += 1;
+        if let Some(f) = opts.on_series {
+            f(consumed, total);
+        }
+        if done == 1 {
+            if let Some(h) = opts.hook {
+                h.reached(Phase::Merge).await;
+            }
+        }
     }
     Ok(())
 }
@@ -327,6 +503,7 @@ mod tests {
     fn xor(samples: &[(i64, f64)]) -> InChunk {
         let c = &encode_xor(samples)[0];
         InChunk {
+            source: 0,
             min_time: c.min_time,
             max_time: c.max_time,
             encoding: 1,
@@ -380,5 +557,55 @@ mod tests {
         assert_eq!(got.len(), 190);
         assert!(got.iter().all(|(t, _)| !(10..=19).contains(t)));
         assert_eq!(out.len(), 2);
+    }
+
+    fn from(source: usize, samples: &[(i64, f64)]) -> Vec<InChunk> {
+        encode_xor(samples)
+            .into_iter()
+            .map(|c| InChunk {
+                source,
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: 1,
+                data: c.data,
+                deleted: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn penalty_dedup_follows_one_replica_and_fills_its_gaps() {
+        // Replica a scrapes at 0,15,30,... with a gap from 60s to 120s; replica b
+        // scrapes 3s later throughout.
+        let a: Vec<(i64, f64)> = (0..20)
+            .map(|i| i * 15_000)
+            .filter(|t| !(60_000..=120_000).contains(t))
+            .map(|t| (t, 1.0))
+            .collect();
+        let b: Vec<(i64, f64)> = (0..20).map(|i| (i * 15_000 + 3_000, 2.0)).collect();
+        let mut input = from(0, &a);
+        input.extend(from(1, &b));
+        let chain = decode(&merge_series_chunks_with(input.clone(), DedupFunc::Chain).unwrap());
+        assert_eq!(chain.len(), a.len() + b.len(), "chain keeps both replicas");
+        let got = decode(&merge_series_chunks_with(input, DedupFunc::Penalty).unwrap());
+        // Thanos's choice: a while it has samples (b is penalised by twice the
+        // scrape interval), then b from the first of its samples past that
+        // penalty after a's last one (45s + 30s -> 78s), and b stays chosen.
+        let mut want: Vec<(i64, f64)> = a[..4].to_vec();
+        want.extend(b.iter().copied().filter(|s| s.0 >= 78_000));
+        assert_eq!(got, want);
+        let ts: Vec<i64> = got.iter().map(|s| s.0).collect();
+        assert!(ts.windows(2).all(|w| w[1] - w[0] >= 15_000), "{ts:?}");
+    }
+
+    #[test]
+    fn penalty_dedup_pair_matches_the_querier_cases() {
+        let pts = |ts: &[i64], v: f64| ts.iter().map(|&t| (t, v)).collect::<Vec<_>>();
+        // Identical replicas: one sample per scrape.
+        let a = pts(&[0, 15_000, 30_000], 1.0);
+        assert_eq!(penalty_dedup_pair(&a, &a), a);
+        // One empty replica.
+        assert_eq!(penalty_dedup_pair(&a, &[]), a);
+        assert_eq!(penalty_dedup_pair(&[], &a), a);
     }
 }

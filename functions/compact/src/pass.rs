@@ -18,8 +18,9 @@ use bucket::markers::{
 use bucket::{DeletionMark, MarkerKind, NoCompactReason, UploadOptions};
 
 use crate::clock::Clock;
+use crate::hooks::{HookStore, Phase, PhaseHook, Progress};
 use crate::lease::Lease;
-use crate::merge::{is_bad_block_error, merge_blocks, MergeError};
+use crate::merge::{is_bad_block_error, merge_blocks_with, DedupFunc, MergeError, MergeOptions};
 use crate::plan::{self, GroupKey, Retention};
 
 /// Everything a pass needs to know.
@@ -38,6 +39,9 @@ pub struct CompactConfig {
     pub downsampling: bool,
     /// Labels that tell replicas apart; blocks differing only in them are one stream.
     pub replica_labels: Vec<String>,
+    /// How overlapping samples of different blocks are merged
+    /// (`--deduplication.func`).
+    pub dedup: DedupFunc,
     /// Lease lifetime; 0 disables the lease (only one compactor may run then).
     pub lease_ttl_ms: i64,
     pub upload: UploadOptions,
@@ -54,6 +58,7 @@ impl CompactConfig {
             concurrency: 1,
             downsampling: true,
             replica_labels: Vec::new(),
+            dedup: DedupFunc::Chain,
             lease_ttl_ms: 30 * 60_000,
             upload: UploadOptions::default(),
         }
@@ -177,10 +182,29 @@ pub struct Compactor {
     holder: String,
     metrics: Arc<Metrics>,
     meta_cache: std::sync::Mutex<HashMap<Ulid, BlockMeta>>,
+    hook: Option<Arc<dyn PhaseHook>>,
+    progress: Option<Arc<dyn Progress>>,
+    task_keys: AtomicU64,
 }
 
-fn to_anyhow(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+/// Errors that stop a pass (everything else is reported in [`PassReport::errors`]
+/// and retried by the next pass).
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Bucket(#[from] bucket::Error),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
+    #[error("scratch directory {path}: {source}")]
+    Local {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding a marker: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 fn ulid_time_ms(id: Ulid) -> i64 {
@@ -196,6 +220,71 @@ impl Compactor {
             holder: format!("compactor-{}", Ulid::new()),
             metrics: Arc::new(Metrics::default()),
             meta_cache: Default::default(),
+            hook: None,
+            progress: None,
+            task_keys: AtomicU64::new(0),
+        }
+    }
+
+    /// Names this compactor in the lease. A compactor restarted with the same
+    /// holder (same host and data dir) takes its own lease back at once instead
+    /// of waiting for it to expire.
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// Awaits `hook` at every [`Phase`] (crash tests).
+    pub fn with_hook(mut self, hook: Arc<dyn PhaseHook>) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// Reports long steps to `progress` (a progress bar).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    async fn at(&self, phase: Phase) {
+        if let Some(h) = &self.hook {
+            h.reached(phase).await;
+        }
+    }
+
+    /// The bucket, wrapped to report phases inside uploads and deletions when a
+    /// hook is installed.
+    fn hooked(&self, upload: Option<Phase>, delete: Option<Phase>) -> Arc<dyn ObjectStore> {
+        match &self.hook {
+            None => self.store.clone(),
+            Some(h) => Arc::new(HookStore::new(
+                self.store.clone(),
+                h.clone(),
+                upload,
+                delete,
+            )),
+        }
+    }
+
+    /// A step over `total` known items; none shown when there is nothing to do.
+    fn counted_task(&self, what: &str, total: u64) -> Task<'_> {
+        if total == 0 {
+            return Task {
+                progress: None,
+                key: 0,
+            };
+        }
+        self.task(what, total)
+    }
+
+    fn task(&self, what: &str, total: u64) -> Task<'_> {
+        let key = self.task_keys.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            p.begin(key, what, total);
+        }
+        Task {
+            progress: self.progress.as_deref(),
+            key,
         }
     }
 
@@ -209,7 +298,7 @@ impl Compactor {
 
     /// One recursive LIST; meta.json GETs only for blocks not seen before,
     /// deletion-mark GETs for marked blocks.
-    async fn sync(&self) -> anyhow::Result<BucketState> {
+    async fn sync(&self) -> Result<BucketState, PassError> {
         #[derive(Default)]
         struct Dir {
             meta: bool,
@@ -218,12 +307,7 @@ impl Compactor {
             no_downsample: bool,
             newest_ms: i64,
         }
-        let listing: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(to_anyhow)?;
+        let listing: Vec<object_store::ObjectMeta> = self.store.list(None).try_collect().await?;
         let mut dirs: BTreeMap<Ulid, Dir> = BTreeMap::new();
         for o in listing {
             let parts: Vec<String> = o.location.parts().map(|p| p.as_ref().to_string()).collect();
@@ -271,7 +355,7 @@ impl Compactor {
                     Err(bucket::Error::InvalidObject { reason, .. }) => {
                         tracing::warn!(block = %id, reason, "meta.json does not parse; ignoring the block");
                     }
-                    Err(e) => return Err(to_anyhow(e)),
+                    Err(e) => return Err(e.into()),
                 }
             }
             for (id, d) in &dirs {
@@ -313,7 +397,7 @@ impl Compactor {
     }
 
     /// Writes `deletion-mark.json` with the clock's time unless one exists.
-    async fn mark_for_deletion(&self, id: Ulid, details: &str) -> anyhow::Result<bool> {
+    async fn mark_for_deletion(&self, id: Ulid, details: &str) -> Result<bool, PassError> {
         let m = DeletionMark {
             id,
             version: 1,
@@ -337,9 +421,9 @@ impl Compactor {
                 {
                     return Ok(false);
                 }
-                self.store.put(&key, body).await.map_err(to_anyhow)?;
+                self.store.put(&key, body).await?;
             }
-            Err(e) => return Err(to_anyhow(e)),
+            Err(e) => return Err(e.into()),
         }
         self.metrics
             .blocks_marked_for_deletion
@@ -413,7 +497,7 @@ impl Compactor {
 
     /// Runs one pass. Errors only when the bucket cannot be listed; everything
     /// else is logged, counted and reported, and the pass goes on.
-    pub async fn run_pass(&self) -> anyhow::Result<PassReport> {
+    pub async fn run_pass(&self) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         self.metrics.passes.fetch_add(1, Ordering::Relaxed);
         let lease = if self.cfg.lease_ttl_ms > 0 {
@@ -471,11 +555,14 @@ impl Compactor {
         &self,
         lease: Option<&Lease>,
         report: &mut PassReport,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PassError> {
         for d in ["compact", "downsample"] {
             let p = self.work_dir(d);
             let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p)?;
+            std::fs::create_dir_all(&p).map_err(|source| PassError::Local {
+                path: p.display().to_string(),
+                source,
+            })?;
         }
         let mut st = self.sync().await?;
 
@@ -521,7 +608,9 @@ impl Compactor {
             .filter(|m| !st.deletion.contains_key(&m.ulid))
             .cloned()
             .collect();
-        for id in plan::expired_blocks(&unmarked, &self.cfg.retention, now) {
+        let expired = plan::expired_blocks(&unmarked, &self.cfg.retention, now);
+        let task = self.counted_task("retention: marking expired blocks", expired.len() as u64);
+        for (k, id) in expired.into_iter().enumerate() {
             if !self.renew(lease).await {
                 return Ok(());
             }
@@ -532,7 +621,12 @@ impl Compactor {
                 }
                 Err(e) => report.errors.push(format!("marking {id}: {e}")),
             }
+            task.set(k as u64 + 1);
+            if k == 0 {
+                self.at(Phase::Retention).await;
+            }
         }
+        drop(task);
         // Deletion of blocks marked long enough ago.
         let due: Vec<Ulid> = st
             .deletion
@@ -540,11 +634,14 @@ impl Compactor {
             .filter(|(_, &t)| now - t * 1000 >= self.cfg.delete_delay_ms)
             .map(|(id, _)| *id)
             .collect();
-        for id in due {
+        let task = self.counted_task("deleting blocks marked for deletion", due.len() as u64);
+        let deleter = self.hooked(None, Some(Phase::Delete));
+        for (k, id) in due.into_iter().enumerate() {
+            task.set(k as u64);
             if !self.renew(lease).await {
                 return Ok(());
             }
-            match bucket::delete_block(&*self.store, id).await {
+            match bucket::delete_block(&*deleter, id).await {
                 Ok(_) => {
                     self.metrics.blocks_deleted.fetch_add(1, Ordering::Relaxed);
                     st.metas.remove(&id);
@@ -573,6 +670,7 @@ impl Compactor {
                 Err(e) => report.errors.push(format!("deleting partial {id}: {e}")),
             }
         }
+        drop(task);
         // Keep the shared bucket index current for the store.
         self.refresh_bucket_index().await;
         Ok(())
@@ -587,6 +685,7 @@ impl Compactor {
         };
         match bucket_index::update(&*self.store, prev.as_ref()).await {
             Ok(idx) => {
+                self.at(Phase::BucketIndex).await;
                 if let Err(e) = bucket_index::write(&*self.store, &idx, version).await {
                     tracing::warn!(error = %e, "writing the bucket index failed");
                 }
@@ -697,7 +796,15 @@ impl Compactor {
         );
         thanos.downsample.resolution = key.resolution;
         tracing::info!(group = %key, blocks = ?p.iter().map(|m| m.ulid.to_string()).collect::<Vec<_>>(), new = %ulid, "compacting");
-        let written = merge_blocks(&blocks, &dir, ulid, thanos.clone()).await;
+        let task = self.task(&format!("compacting {} blocks of {key}", p.len()), 0);
+        let on_series = |done: u64, total: u64| task.set_of(done, total);
+        let opts = MergeOptions {
+            dedup: self.cfg.dedup,
+            hook: self.hook.as_deref(),
+            on_series: Some(&on_series),
+        };
+        let written = merge_blocks_with(&blocks, &dir, ulid, thanos.clone(), opts).await;
+        drop(task);
         let written = match written {
             Ok(w) => w,
             Err(MergeError::Write(e)) if e.to_string().contains("no samples") => {
@@ -740,7 +847,8 @@ impl Compactor {
             })
             .collect();
         let block_dir = dir.join(ulid.to_string());
-        let uploaded = self.upload(&block_dir, &meta).await?;
+        let uploaded = self.upload(&block_dir, &meta, Phase::Upload).await?;
+        self.at(Phase::Uploaded).await;
         if !self.renew(lease).await {
             // The new block is complete; the sources are covered by it and get
             // marked by the next pass that holds the lease.
@@ -749,12 +857,15 @@ impl Compactor {
                 "lease lost before marking sources",
             )));
         }
-        for m in p {
+        for (k, m) in p.iter().enumerate() {
             if let Err(e) = self
                 .mark_for_deletion(m.ulid, &format!("compacted into {ulid}"))
                 .await
             {
                 tracing::warn!(block = %m.ulid, error = %e, "marking a compacted source failed; the next pass marks it");
+            }
+            if k == 0 {
+                self.at(Phase::MarkSources).await;
             }
         }
         self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
@@ -762,8 +873,14 @@ impl Compactor {
         Ok(uploaded)
     }
 
-    async fn upload(&self, block_dir: &FsPath, meta: &BlockMeta) -> Result<BlockMeta, MergeError> {
-        let up = bucket::upload_block_with(&*self.store, block_dir, Some(meta), &self.cfg.upload)
+    async fn upload(
+        &self,
+        block_dir: &FsPath,
+        meta: &BlockMeta,
+        phase: Phase,
+    ) -> Result<BlockMeta, MergeError> {
+        let store = self.hooked(Some(phase), None);
+        let up = bucket::upload_block_with(&*store, block_dir, Some(meta), &self.cfg.upload)
             .await
             .map_err(|e| MergeError::Transient {
                 id: meta.ulid,
@@ -804,12 +921,20 @@ impl Compactor {
             tracing::info!(block = %m.ulid, resolution = res, new = %ulid, "downsampling");
             let r = async {
                 let b = self.open(&m).await?;
-                let Some(meta) = crate::downsample::downsample_block(&b, &dir, ulid, res).await?
-                else {
+                let task = self.task(&format!("downsampling {} to {}", m.ulid, res_name(res)), 0);
+                let on_series = |done: u64, total: u64| task.set_of(done, total);
+                let meta =
+                    crate::downsample::downsample_block_with(&b, &dir, ulid, res, Some(&on_series))
+                        .await?;
+                drop(task);
+                let Some(meta) = meta else {
                     return Ok(None);
                 };
+                self.at(Phase::Downsample).await;
                 let block_dir = dir.join(ulid.to_string());
-                let up = self.upload(&block_dir, &meta).await?;
+                let up = self
+                    .upload(&block_dir, &meta, Phase::DownsampleUpload)
+                    .await?;
                 let _ = std::fs::remove_dir_all(&block_dir);
                 Ok::<_, MergeError>(Some(up))
             }
@@ -854,6 +979,42 @@ impl Compactor {
             }
         }
         true
+    }
+}
+
+fn res_name(res: i64) -> &'static str {
+    match res {
+        tsdb::meta::RES_5M => "5m",
+        tsdb::meta::RES_1H => "1h",
+        _ => "raw",
+    }
+}
+
+/// A step reported to the [`Progress`] sink; ends when dropped.
+struct Task<'a> {
+    progress: Option<&'a dyn Progress>,
+    key: u64,
+}
+
+impl Task<'_> {
+    fn set(&self, done: u64) {
+        if let Some(p) = self.progress {
+            p.set(self.key, done, 0);
+        }
+    }
+
+    fn set_of(&self, done: u64, total: u64) {
+        if let Some(p) = self.progress {
+            p.set(self.key, done, total);
+        }
+    }
+}
+
+impl Drop for Task<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.progress {
+            p.end(self.key);
+        }
     }
 }
 

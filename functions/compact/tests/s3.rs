@@ -32,6 +32,22 @@ fn env() -> Env {
         .unwrap()
         .build()
         .unwrap();
+    // weed mini answers before its -bucket exists (more so on a loaded machine):
+    // wait until a PUT works.
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let key = bucket::object_store::path::Path::from("ready-probe");
+            let t0 = std::time::Instant::now();
+            while let Err(e) = store.put(&key, PutPayload::from_static(b"1")).await {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(30),
+                    "bucket never became usable: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            store.delete(&key).await.unwrap();
+        })
+    });
     Env {
         _s3: s3,
         store,
@@ -615,4 +631,64 @@ async fn two_passes_at_once_do_not_both_run() {
     assert_eq!(r1.compacted.len() + r2.compacted.len(), 1, "{r1:?} {r2:?}");
     assert_eq!(dump(&e.store, &[]).await, expected(&[(&a, &sa)]));
     assert_eq!(live_metas(&*e.store).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalty_dedup_merges_replicas_filling_gaps() {
+    let e = env();
+    // Two HA replicas scraping every 15s, replica 1 three seconds later; replica
+    // 0 misses 20 minutes in the middle (a restart).
+    let gap = (50 * 60_000)..(70 * 60_000);
+    let l = Labels::from_pairs([("__name__", "up"), ("job", "api")]);
+    let r0: Vec<(i64, f64)> = (0..2 * H)
+        .step_by(15_000)
+        .filter(|t| !gap.contains(t))
+        .map(|t| (t, 1.0))
+        .collect();
+    let r1: Vec<(i64, f64)> = (3_000..2 * H).step_by(15_000).map(|t| (t, 2.0)).collect();
+    put_block(
+        &e,
+        &vec![(l.clone(), r0.clone())],
+        0,
+        2 * H,
+        &ext(&[("cluster", "c"), ("replica", "0")]),
+    )
+    .await;
+    put_block(
+        &e,
+        &vec![(l.clone(), r1.clone())],
+        0,
+        2 * H,
+        &ext(&[("cluster", "c"), ("replica", "1")]),
+    )
+    .await;
+    let mut config = cfg(&e);
+    config.replica_labels = vec!["replica".into()];
+    config.dedup = compact::DedupFunc::Penalty;
+    config.downsampling = false;
+    let c = Compactor::new(
+        e.store.clone(),
+        config,
+        Arc::new(ManualClock::new(now_ms())),
+    );
+    let r = c.run_pass().await.unwrap();
+    assert_eq!(r.compacted.len(), 1, "{r:?}");
+    let got = dump(&e.store, &[]).await;
+    assert_eq!(got.len(), 1);
+    let samples = got.values().next().unwrap();
+    // One replica's rate, not both: about 480 samples in 2h, not 900.
+    assert!(
+        (470..=481).contains(&samples.len()),
+        "{} samples",
+        samples.len()
+    );
+    // The gap of replica 0 is filled by replica 1: no hole longer than the
+    // penalty window (2 scrape intervals + offset).
+    let worst = samples.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+    assert!(worst <= 33_000, "largest gap {worst} ms");
+    assert!(samples.iter().any(|s| s.1 == 2.0 && gap.contains(&s.0)));
+    // Every sample is a real sample of one of the replicas.
+    for s in samples {
+        assert!(r0.contains(s) || r1.contains(s), "{s:?}");
+    }
 }

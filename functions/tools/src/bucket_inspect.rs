@@ -257,63 +257,51 @@ pub async fn inspect(cfg: &ObjstoreConfig, format: InspectFormat, out: impl Writ
     Ok(())
 }
 
-/// A minimal progress indicator on stderr, drawn only when stderr is a terminal.
+/// A progress bar (indicatif) on stderr, drawn only when stderr is a terminal:
+/// a bar with count, rate and ETA when the total is known, else a spinner.
 pub struct Progress {
-    label: String,
-    total: usize,
-    done: usize,
-    enabled: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    /// `total` 0 means unknown (only the label and a count are shown).
+    /// `total` 0 means unknown (a spinner with the label and a count).
     pub fn new(label: &str, total: usize) -> Self {
-        let p = Progress {
-            label: label.to_string(),
-            total,
-            done: 0,
-            enabled: std::io::stderr().is_terminal(),
+        if !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = if total == 0 {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg}… {pos} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        } else {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b
         };
-        p.draw();
-        p
+        bar.set_message(label.to_string());
+        Progress { bar: Some(bar) }
     }
 
     pub fn inc(&mut self) {
-        self.done += 1;
-        self.draw();
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
     }
 
-    fn draw(&self) {
-        if !self.enabled {
-            return;
-        }
-        let mut err = std::io::stderr().lock();
-        const W: usize = 30;
-        match (W * self.done.min(self.total)).checked_div(self.total) {
-            None => {
-                let _ = write!(err, "\r{}… {}", self.label, self.done);
-            }
-            Some(filled) => {
-                let _ = write!(
-                    err,
-                    "\r{} [{}{}] {}/{}",
-                    self.label,
-                    "#".repeat(filled),
-                    " ".repeat(W - filled),
-                    self.done,
-                    self.total
-                );
-            }
-        }
-        let _ = err.flush();
-    }
-
-    /// Clears the line.
+    /// Clears the bar.
     pub fn finish(self) {
-        if self.enabled {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
         }
     }
 }

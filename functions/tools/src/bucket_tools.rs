@@ -225,7 +225,10 @@ pub async fn apply_retention(
     let metas = bucket::list_block_metas(store.as_ref()).await?;
     let io = |e| Error::io("writing output", e);
     let mut marked = Vec::new();
+    let mut progress =
+        crate::bucket_inspect::Progress::new("applying retention", metas.metas.len());
     for m in &metas.metas {
+        progress.inc();
         let keep = retention.for_resolution(m.resolution());
         if keep <= 0 || m.max_time >= now_ms - keep {
             continue;
@@ -240,5 +243,6 @@ pub async fn apply_retention(
             marked.push(m.ulid);
         }
     }
+    progress.finish();
     Ok(marked)
 }

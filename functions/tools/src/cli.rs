@@ -106,6 +106,46 @@ pub enum BucketCommand {
         #[arg(long = "retention.resolution-1h", default_value = "0d")]
         res_1h: String,
     },
+    /// Prints (and with --apply sets) an S3 lifecycle configuration that fits the
+    /// compactor: incomplete multipart uploads aborted after
+    /// --abort-incomplete-uploads; NO expiration by object age (blocks are deleted by
+    /// `aether compact` retention through deletion marks: an object's age is its
+    /// upload time, not its data's age); with --transition-after, objects older
+    /// than that move to --transition-storage-class, which must stay readable with
+    /// a plain GET (STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR).
+    /// GLACIER and DEEP_ARCHIVE are refused: archived objects must be restored
+    /// before a GET, so queries and compaction would fail on them.
+    Lifecycle {
+        #[command(flatten)]
+        objstore: BucketConfigArgs,
+        /// Retention of raw blocks (0d: forever); checked against --transition-after.
+        #[arg(long = "retention.resolution-raw", default_value = "0d")]
+        raw: String,
+        /// Retention of 5m-downsampled blocks (0d: forever).
+        #[arg(long = "retention.resolution-5m", default_value = "0d")]
+        res_5m: String,
+        /// Retention of 1h-downsampled blocks (0d: forever).
+        #[arg(long = "retention.resolution-1h", default_value = "0d")]
+        res_1h: String,
+        /// Abort multipart uploads still incomplete after this long (whole days,
+        /// rounded up; 0d: no such rule).
+        #[arg(long = "abort-incomplete-uploads", default_value = "7d")]
+        abort_incomplete: String,
+        /// Move objects (over 128 KiB) older than this to a colder class.
+        #[arg(long = "transition-after")]
+        transition_after: Option<String>,
+        /// The class for --transition-after (must stay readable with a plain GET).
+        #[arg(long = "transition-storage-class", default_value = "STANDARD_IA")]
+        storage_class: String,
+        /// Set the configuration on the bucket (aws-sdk-s3), keeping rules whose ID
+        /// does not start with `aether-`, and print what the bucket then has.
+        #[arg(long = "apply")]
+        apply: bool,
+        /// Output format: json (for `aws s3api put-bucket-lifecycle-configuration`)
+        /// or xml (the REST body).
+        #[arg(short = 'o', long = "output", default_value = "json")]
+        output: String,
+    },
     /// Uploads local blocks (each subdirectory of --path) the bucket doesn't have.
     #[command(name = "upload-blocks")]
     UploadBlocks {
@@ -356,6 +396,61 @@ async fn bucket_command(c: BucketCommand) -> crate::Result<()> {
             let marked =
                 bt::apply_retention(&cfg, retention, now, std::io::stdout().lock()).await?;
             println!("{} blocks marked for deletion", marked.len());
+            Ok(())
+        }
+        BucketCommand::Lifecycle {
+            objstore,
+            raw,
+            res_5m,
+            res_1h,
+            abort_incomplete,
+            transition_after,
+            storage_class,
+            apply,
+            output,
+        } => {
+            use crate::bucket_lifecycle as lc;
+            let dur = |flag: &str, v: &str| {
+                bucket::config::parse_duration(v)
+                    .map_err(|e| crate::Error::Usage(format!("--{flag}: {e}")))
+            };
+            let spec = lc::LifecycleSpec {
+                retention_raw: dur("retention.resolution-raw", &raw)?,
+                retention_5m: dur("retention.resolution-5m", &res_5m)?,
+                retention_1h: dur("retention.resolution-1h", &res_1h)?,
+                abort_incomplete: dur("abort-incomplete-uploads", &abort_incomplete)?,
+                transition_after: transition_after
+                    .as_deref()
+                    .map(|v| dur("transition-after", v))
+                    .transpose()?,
+                storage_class,
+            };
+            let xml = match output.as_str() {
+                "json" => false,
+                "xml" => true,
+                o => return Err(crate::Error::Usage(format!("-o {o}: want json or xml"))),
+            };
+            let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
+            let plan = lc::plan(&spec, &cfg.prefix)?;
+            for n in &plan.notes {
+                eprintln!("note: {n}");
+            }
+            if xml {
+                print!("{}", lc::to_xml(&plan.rules));
+            } else {
+                println!("{}", lc::to_json(&plan.rules));
+            }
+            if apply {
+                let now = lc::apply(&cfg, &plan.rules).await?;
+                eprintln!(
+                    "applied: the bucket now has {} lifecycle rule(s): {}",
+                    now.len(),
+                    now.iter()
+                        .map(|r| r.id().unwrap_or("(no id)").to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             Ok(())
         }
         BucketCommand::UploadBlocks {

@@ -6,6 +6,7 @@
 pub mod analyze;
 pub mod backfill;
 pub mod bucket_inspect;
+pub mod bucket_lifecycle;
 pub mod bucket_tools;
 pub mod bucket_verify;
 pub mod bucket_web;

@@ -1,7 +1,9 @@
 //! `make bench`: throughput and size figures for Aether, side by side with the
 //! reference where one exists (promtool 2.42), printed as a Markdown table that
-//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|store|promql|query]`.
+//! `docs/benchmarks.md` records. Usage: `bench [all|tsdb|writer-1m|store|promql|query|compact]`.
 
+mod compaction;
+mod lambda;
 mod promql;
 mod query;
 mod store;
@@ -294,6 +296,22 @@ fn main() -> Result<()> {
         "promql" => promql::bench_promql(),
         "store" => store::bench_store(),
         "query" => query::bench_query(),
+        "compact" => compaction::bench_compact(),
+        "lambda" => lambda::bench_lambda(),
+        "compact-merge" | "compact-vertical" | "compact-downsample" => {
+            let arg = |i: usize| {
+                std::env::args()
+                    .nth(i)
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| anyhow::anyhow!("{what}: want SRC OUT"))
+            };
+            let (src, out) = (arg(2)?, arg(3)?);
+            if what == "compact-merge" || what == "compact-vertical" {
+                compaction::child_merge(&src, &out, what == "compact-vertical")
+            } else {
+                compaction::child_downsample(&src, &out)
+            }
+        }
         "all" => {
             bench_tsdb()?;
             // In its own process so its peak RSS is its own.
@@ -317,10 +335,12 @@ fn main() -> Result<()> {
             if !st.success() {
                 bail!("query failed");
             }
+            compaction::bench_compact()?;
+            lambda::bench_lambda()?;
             Ok(())
         }
         other => {
-            bail!("unknown benchmark {other:?}: want all, tsdb, writer-1m, store, promql or query")
+            bail!("unknown benchmark {other:?}: want all, tsdb, writer-1m, store, promql, query, compact or lambda")
         }
     }
 }

@@ -36,7 +36,7 @@ fn client(yaml: &str) -> Result<(Arc<dyn ObjectStore>, Arc<RequestStats>)> {
 }
 
 /// Writes `n` blocks of 1 h each, `series` series of 120 samples at 30 s.
-fn write_blocks(dir: &Path, n: usize, series: usize) -> Result<Vec<BlockMeta>> {
+pub(crate) fn write_blocks(dir: &Path, n: usize, series: usize) -> Result<Vec<BlockMeta>> {
     let mut labels: Vec<Labels> = (0..series)
         .map(|i| {
             Labels::from_pairs([
@@ -64,7 +64,7 @@ fn write_blocks(dir: &Path, n: usize, series: usize) -> Result<Vec<BlockMeta>> {
     Ok(metas)
 }
 
-async fn upload_all(store: &Arc<dyn ObjectStore>, dir: &Path, metas: &[BlockMeta]) -> Result<()> {
+pub(crate) async fn upload_all(store: &Arc<dyn ObjectStore>, dir: &Path, metas: &[BlockMeta]) -> Result<()> {
     futures::stream::iter(metas.iter())
         .map(|m| {
             let store = store.clone();
@@ -78,7 +78,7 @@ async fn upload_all(store: &Arc<dyn ObjectStore>, dir: &Path, metas: &[BlockMeta
 }
 
 /// Deletes the shared index cache (bucket index and every header object).
-async fn clear_cache(store: &Arc<dyn ObjectStore>) -> Result<()> {
+pub(crate) async fn clear_cache(store: &Arc<dyn ObjectStore>) -> Result<()> {
     let _ = store
         .delete(&ObjPath::from(bucket::bucket_index::BUCKET_INDEX_PATH))
         .await;
