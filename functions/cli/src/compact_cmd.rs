@@ -53,34 +53,88 @@ async fn shutdown_signal() {
 
 /// Serves `/metrics` (the compactor's counters) and `/-/healthy`, `/-/ready` on
 /// `--http-address`: a minimal HTTP/1.1 responder, one request per connection.
-async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<compact::Metrics>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = match sock.read(&mut buf).await {
-                Ok(n) => n,
-                Err(_) => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                "/-/healthy" | "/-/ready" => ("200 OK", "text/plain", "OK\n".to_string()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-        });
+/// `/metrics`, health, and (`tick`) `POST /-/tick`: one pass per request,
+/// stopping at a safe point before `pass_timeout`.
+fn router(c: Arc<compact::Compactor>, tick: bool, pass_timeout: Duration) -> axum::Router {
+    use axum::routing::{get, post};
+    let metrics = c.metrics();
+    let mut r = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(|| async { "OK\n" }));
+    if tick {
+        r = r.route(
+            "/-/tick",
+            post(move || {
+                let c = c.clone();
+                async move {
+                    let deadline = now_ms() + ms(pass_timeout);
+                    match run_pass(&c, Some(deadline)).await {
+                        Ok(report) => (axum::http::StatusCode::OK, format!("{report}\n")),
+                        Err(e) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("compaction pass failed: {e:#}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     }
+    r
+}
+
+fn now_ms() -> i64 {
+    use compact::Clock;
+    compact::SystemClock.now_ms()
+}
+
+/// One pass (stopping at a safe point after `deadline_ms`, if given); the
+/// report as JSON, logged.
+pub async fn run_pass(
+    c: &compact::Compactor,
+    deadline_ms: Option<i64>,
+) -> anyhow::Result<serde_json::Value> {
+    let r = c.run_pass_until(deadline_ms).await?;
+    tracing::info!(
+        skipped = r.skipped,
+        compacted = r.compacted.len(),
+        downsampled = r.downsampled.len(),
+        marked_for_deletion = r.marked_for_deletion.len(),
+        deleted = r.deleted.len(),
+        partial_deleted = r.partial_deleted.len(),
+        marked_no_compact = r.marked_no_compact.len(),
+        errors = r.errors.len(),
+        deadline_reached = r.deadline_reached,
+        "compaction pass done"
+    );
+    for e in &r.errors {
+        tracing::warn!(error = %e, "pass error (retried next pass)");
+    }
+    Ok(serde_json::json!({
+        "skipped": r.skipped,
+        "compacted": r.compacted.len(),
+        "downsampled": r.downsampled.len(),
+        "marked_for_deletion": r.marked_for_deletion.len(),
+        "deleted": r.deleted.len(),
+        "partial_deleted": r.partial_deleted.len(),
+        "marked_no_compact": r.marked_no_compact.len(),
+        "errors": r.errors,
+        "deadline_reached": r.deadline_reached,
+    }))
 }
 
 /// The lease holder: host name and data dir, so that a compactor restarted in
@@ -123,38 +177,40 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     if let Some(p) = compact::progress::TerminalProgress::if_tty() {
         c = c.with_progress(p);
     }
+    let c = Arc::new(c);
+    let pass_timeout = dur("compact.pass-timeout", &a.pass_timeout)?;
+    let mode = serve::Mode::detect()?;
+    if let serve::Mode::Knative { .. } = mode {
+        // Knative: a PingSource POSTs /-/tick; each request is one pass, cut
+        // short before the request would time out.
+        let timeout = if pass_timeout.is_zero() {
+            Duration::from_secs(240)
+        } else {
+            pass_timeout
+        };
+        let listeners = serve::bind(mode, &a.http_address, None).await?;
+        tracing::info!(bucket = %objcfg.describe(), ?mode, http = %listeners.http.local_addr()?, "compactor serving; passes on POST /-/tick");
+        serve::serve(listeners, router(c, true, timeout), None, shutdown_signal()).await?;
+        return Ok(());
+    }
+    let deadline = || (!pass_timeout.is_zero()).then(|| now_ms() + ms(pass_timeout));
     if a.wait {
-        let http = tokio::net::TcpListener::bind(&a.http_address)
-            .await
-            .map_err(|e| anyhow::anyhow!("--http-address {}: {e}", a.http_address))?;
-        tokio::spawn(serve_http(http, c.metrics()));
+        let listeners = serve::bind(mode, &a.http_address, None).await?;
+        let app = router(c.clone(), false, pass_timeout);
+        tokio::spawn(async move {
+            if let Err(e) = serve::serve(listeners, app, None, std::future::pending()).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
     }
     tracing::info!(bucket = %objcfg.describe(), wait = a.wait, "compactor starting");
-    let pass = || async {
-        let r = c.run_pass().await?;
-        tracing::info!(
-            skipped = r.skipped,
-            compacted = r.compacted.len(),
-            downsampled = r.downsampled.len(),
-            marked_for_deletion = r.marked_for_deletion.len(),
-            deleted = r.deleted.len(),
-            partial_deleted = r.partial_deleted.len(),
-            marked_no_compact = r.marked_no_compact.len(),
-            errors = r.errors.len(),
-            "compaction pass done"
-        );
-        for e in &r.errors {
-            tracing::warn!(error = %e, "pass error (retried next pass)");
-        }
-        anyhow::Ok(())
-    };
     if !a.wait {
-        return pass().await;
+        return run_pass(&c, deadline()).await.map(|_| ());
     }
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
-        if let Err(e) = pass().await {
+        if let Err(e) = run_pass(&c, deadline()).await {
             tracing::error!(error = %format!("{e:#}"), "compaction pass failed; retrying after the interval");
         }
         tokio::select! {

@@ -192,6 +192,11 @@ pub struct CompactArgs {
     /// with --deduplication.replica-label).
     #[arg(long = "deduplication.func", default_value = "")]
     pub dedup_func: String,
+    /// Longest a pass runs before it stops at a safe point (0: no limit; in
+    /// Knative mode 4m by default, within the request timeout). The next pass
+    /// continues.
+    #[arg(long = "compact.pass-timeout", default_value = "0s")]
+    pub pass_timeout: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -143,6 +143,36 @@ async fn store_and_query_serve_http_and_grpc_on_port() {
         .filter(|p| p.contains("/pending/"))
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
+
+    // The compactor: one pass per POST /-/tick.
+    let compact_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+    cmd.args(["compact", "--objstore.config", &objstore])
+        .args([
+            "--data-dir",
+            &tmp.path().join("compact").display().to_string(),
+        ])
+        .args(["--http-address", &unused()])
+        .env("K_SERVICE", "aether-compact")
+        .env("PORT", compact_port.to_string());
+    let mut compact = Proc::spawn("compact", &mut cmd, tmp.path().join("compact.log")).unwrap();
+    let compact_addr = format!("127.0.0.1:{compact_port}");
+    harness::wait_for_port(&compact_addr, Duration::from_secs(20)).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg(format!("http://{compact_addr}/-/tick"))
+        .output()
+        .unwrap();
+    let s = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = s.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{body}: {}", compact.log());
+    let report: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(report["skipped"], false, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let (code, body) = curl(&format!("http://{compact_addr}/metrics"));
+    assert_eq!(code, 200);
+    assert!(body.contains("pass"), "{body}");
+    compact.stop(Duration::from_secs(5));
     rule.stop(Duration::from_secs(5));
     query.stop(Duration::from_secs(5));
     store.stop(Duration::from_secs(5));

@@ -412,3 +412,100 @@ async fn rule_function_ticks_statelessly_and_cuts_blocks() {
     );
     p.stop(Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_function_runs_one_pass_per_invocation_within_its_deadline() {
+    let s3 = harness::S3Server::start("lambda-compact").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = s3.objstore_yaml();
+    let bucket = bucket::ObjstoreConfig::parse(&yaml)
+        .unwrap()
+        .build()
+        .unwrap();
+    // Five 2h blocks of one stream from an 8h boundary: the first 8h range is
+    // closed.
+    let start = T0 + 2 * H;
+    assert_eq!(start % (8 * H), 0);
+    for b in 0..5i64 {
+        let dir = tmp.path().join(format!("b{b}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = BlockWriter::create(&dir).unwrap();
+        let l = Labels::from_pairs([("__name__", "m"), ("job", "x")]);
+        w.add_series(
+            &l,
+            (0..120).map(|k| (start + b * 2 * H + k * 60_000, k as f64)),
+        )
+        .unwrap();
+        let ext: BTreeMap<String, String> = [("cluster".to_string(), "eu".to_string())].into();
+        let mut meta = w.finish(Some(ThanosMeta::new("sidecar", ext))).unwrap();
+        // Blocks cover their whole 2h range, as Prometheus's do.
+        meta.min_time = start + b * 2 * H;
+        meta.max_time = start + (b + 1) * 2 * H;
+        bucket::upload_block(&*bucket, &dir.join(meta.ulid.to_string()), Some(&meta))
+            .await
+            .unwrap();
+    }
+    let spawn = |name: &'static str, margin: &'static str| {
+        let (yaml, dir) = (yaml.clone(), tmp.path().join(name));
+        async move {
+            std::fs::create_dir_all(&dir).unwrap();
+            let emu = Emulator::start(name).await.unwrap();
+            let p = emu
+                .spawn(
+                    Path::new(env!("CARGO_BIN_EXE_aether-compact-lambda")),
+                    &[
+                        ("AETHER_OBJSTORE_CONFIG", yaml),
+                        ("TMPDIR", dir.display().to_string()),
+                        ("AETHER_CONSISTENCY_DELAY", "0s".to_string()),
+                        ("AETHER_DELETE_DELAY", "0s".to_string()),
+                        ("AETHER_SAFETY_MARGIN", margin.to_string()),
+                    ],
+                    &dir.join("log"),
+                )
+                .unwrap();
+            emu.wait_ready(Duration::from_secs(20)).await.unwrap();
+            (emu, p)
+        }
+    };
+    let pass = |emu: Emulator| async move {
+        let out = emu
+            .invoke(b"{\"source\":\"aws.scheduler\"}".to_vec())
+            .await
+            .unwrap();
+        let body = out
+            .result
+            .unwrap_or_else(|e| panic!("function error: {}", String::from_utf8_lossy(&e)));
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    // A margin longer than the invocation (60 s in the emulator): the pass
+    // starts nothing and says so.
+    let (late, mut p1) = spawn("compact-late", "120s").await;
+    let r = pass(late.clone()).await;
+    assert_eq!(r["deadline_reached"], true, "{r}");
+    assert_eq!(r["compacted"], 0, "{r}");
+    assert_eq!(
+        bucket::list_block_metas(&*bucket)
+            .await
+            .unwrap()
+            .metas
+            .len(),
+        5
+    );
+    // With time enough: the closed range is compacted (4 blocks into one) and
+    // the sources deleted (delete delay 0).
+    let (emu, mut p2) = spawn("compact", "1s").await;
+    let r = pass(emu.clone()).await;
+    assert_eq!(r["deadline_reached"], false, "{r}");
+    assert_eq!(r["compacted"], 1, "{r}: {}", p2.log());
+    let r = pass(emu).await;
+    assert_eq!(r["compacted"], 0, "{r}");
+    let metas = bucket::list_block_metas(&*bucket).await.unwrap().metas;
+    let mut spans: Vec<i64> = metas
+        .iter()
+        .map(|m| (m.max_time - m.min_time) / H)
+        .collect();
+    spans.sort();
+    assert_eq!(spans, vec![2, 8], "{metas:?}");
+    p1.stop(Duration::from_secs(2));
+    p2.stop(Duration::from_secs(2));
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,6 +160,8 @@ pub struct PassReport {
     pub partial_deleted: Vec<Ulid>,
     /// Failures that did not stop the pass (retried next pass).
     pub errors: Vec<String>,
+    /// The pass stopped at its deadline with work left for the next pass.
+    pub deadline_reached: bool,
 }
 
 /// The bucket as a pass sees it.
@@ -185,6 +187,12 @@ pub struct Compactor {
     hook: Option<Arc<dyn PhaseHook>>,
     progress: Option<Arc<dyn Progress>>,
     task_keys: AtomicU64,
+    /// Stop starting new work at this time (clock ms), e.g. before a Lambda
+    /// invocation's timeout.
+    deadline_ms: Option<i64>,
+    /// A deadline for the current pass only (`run_pass_until`); MIN: none.
+    deadline_override: AtomicI64,
+    deadline_reached: AtomicBool,
 }
 
 /// Errors that stop a pass (everything else is reported in [`PassReport::errors`]
@@ -223,6 +231,9 @@ impl Compactor {
             hook: None,
             progress: None,
             task_keys: AtomicU64::new(0),
+            deadline_ms: None,
+            deadline_override: AtomicI64::new(i64::MIN),
+            deadline_reached: AtomicBool::new(false),
         }
     }
 
@@ -231,6 +242,14 @@ impl Compactor {
     /// of waiting for it to expire.
     pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
         self.holder = holder.into();
+        self
+    }
+
+    /// Stops the pass at the first safe point at or after `deadline_ms` (the
+    /// clock's ms): no new group, downsampling, mark or deletion is started;
+    /// what was started is finished. The next pass continues.
+    pub fn with_deadline(mut self, deadline_ms: i64) -> Self {
+        self.deadline_ms = Some(deadline_ms);
         self
     }
 
@@ -453,6 +472,31 @@ impl Compactor {
         }
     }
 
+    fn past_deadline(&self) -> bool {
+        let o = self.deadline_override.load(Ordering::Relaxed);
+        let d = if o != i64::MIN {
+            Some(o)
+        } else {
+            self.deadline_ms
+        };
+        d.is_some_and(|d| self.clock.now_ms() >= d)
+    }
+
+    /// Whether to start the next unit of work (a group, a downsampled block, a
+    /// mark, a deletion): the deadline has not passed and the lease is held.
+    /// Every unit finishes what it starts, so stopping here is safe.
+    async fn next_unit(&self, lease: Option<&Lease>) -> bool {
+        if self.past_deadline() {
+            if !self.deadline_reached.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "deadline reached: stopping the pass at a safe point; the next pass continues"
+                );
+            }
+            return false;
+        }
+        self.renew(lease).await
+    }
+
     async fn renew(&self, lease: Option<&Lease>) -> bool {
         match lease {
             None => true,
@@ -497,6 +541,17 @@ impl Compactor {
 
     /// Runs one pass. Errors only when the bucket cannot be listed; everything
     /// else is logged, counted and reported, and the pass goes on.
+    /// One pass, stopping at the first safe point at or after `deadline_ms`
+    /// (overriding [`Compactor::with_deadline`] for this pass).
+    pub async fn run_pass_until(&self, deadline_ms: Option<i64>) -> Result<PassReport, PassError> {
+        let saved = self
+            .deadline_override
+            .swap(deadline_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+        let r = self.run_pass().await;
+        self.deadline_override.store(saved, Ordering::Relaxed);
+        r
+    }
+
     pub async fn run_pass(&self) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         self.metrics.passes.fetch_add(1, Ordering::Relaxed);
@@ -540,7 +595,13 @@ impl Compactor {
                 }
             })
         });
+        self.deadline_reached.store(false, Ordering::Relaxed);
         let r = self.pass_inner(lease.as_deref(), &mut report).await;
+        report.deadline_reached = self.deadline_reached.load(Ordering::Relaxed);
+        if report.deadline_reached {
+            // Keep the store's view current with what this pass finished.
+            self.refresh_bucket_index().await;
+        }
         if let Some(h) = heartbeat {
             h.abort();
             let _ = h.await;
@@ -575,7 +636,7 @@ impl Compactor {
             .cloned()
             .collect();
         for id in plan::covered_blocks(&unmarked, &self.cfg.replica_labels) {
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return Ok(());
             }
             match self
@@ -611,7 +672,7 @@ impl Compactor {
         let expired = plan::expired_blocks(&unmarked, &self.cfg.retention, now);
         let task = self.counted_task("retention: marking expired blocks", expired.len() as u64);
         for (k, id) in expired.into_iter().enumerate() {
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return Ok(());
             }
             match self.mark_for_deletion(id, "retention").await {
@@ -638,7 +699,7 @@ impl Compactor {
         let deleter = self.hooked(None, Some(Phase::Delete));
         for (k, id) in due.into_iter().enumerate() {
             task.set(k as u64);
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return Ok(());
             }
             match bucket::delete_block(&*deleter, id).await {
@@ -656,7 +717,7 @@ impl Compactor {
             if now - ulid_time_ms(id) < delay || now - newest < delay {
                 continue;
             }
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return Ok(());
             }
             tracing::info!(block = %id, "deleting aborted partial upload");
@@ -719,19 +780,31 @@ impl Compactor {
             if jobs.is_empty() {
                 return true;
             }
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return false;
             }
-            let results: Vec<(GroupKey, Vec<BlockMeta>, Result<BlockMeta, MergeError>)> =
-                stream::iter(jobs)
-                    .map(|(key, p)| async move {
-                        let r = self.compact_group(&key, &p, lease).await;
-                        (key, p, r)
-                    })
-                    .buffer_unordered(self.cfg.concurrency.max(1))
-                    .collect()
-                    .await;
+            // Each group is a unit: one past the deadline is not started.
+            let results: Vec<(
+                GroupKey,
+                Vec<BlockMeta>,
+                Option<Result<BlockMeta, MergeError>>,
+            )> = stream::iter(jobs)
+                .map(|(key, p)| async move {
+                    if self.past_deadline() {
+                        return (key, p, None);
+                    }
+                    let r = self.compact_group(&key, &p, lease).await;
+                    (key, p, Some(r))
+                })
+                .buffer_unordered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
+            let mut stopped = false;
             for (key, p, r) in results {
+                let Some(r) = r else {
+                    stopped = true;
+                    continue;
+                };
                 match r {
                     Ok(new) => {
                         let sources: Vec<Ulid> = p.iter().map(|m| m.ulid).collect();
@@ -764,6 +837,11 @@ impl Compactor {
                         }
                     }
                 }
+            }
+            if stopped {
+                // Logs the stop once and reports it.
+                self.next_unit(lease).await;
+                return false;
             }
         }
         true
@@ -914,7 +992,7 @@ impl Compactor {
         let cands = plan::downsample_candidates(&live, &st.no_downsample);
         let dir = self.work_dir("downsample");
         for (m, res) in cands {
-            if !self.renew(lease).await {
+            if !self.next_unit(lease).await {
                 return false;
             }
             let ulid = Ulid::new();

@@ -25,20 +25,22 @@ pub async fn run_http(router: Router) -> Result<()> {
     r.map_err(|e| Error::Lambda(e.to_string()))
 }
 
-/// Runs `handler` over the function's JSON events until the runtime stops.
-/// An `Err` answer is reported to Lambda as a function error with that
-/// message (the invocation fails; nothing panics).
+/// Runs `handler` over the function's JSON events until the runtime stops;
+/// it gets each event and the invocation's deadline (Unix ms). An `Err`
+/// answer is reported to Lambda as a function error with that message (the
+/// invocation fails; nothing panics).
 pub async fn run_events<F, Fut>(handler: F) -> Result<()>
 where
-    F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
+    F: Fn(serde_json::Value, i64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<serde_json::Value, String>> + Send,
 {
     let handler = std::sync::Arc::new(handler);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let handler = std::sync::Arc::clone(&handler);
+            let deadline = i64::try_from(ev.context.deadline).unwrap_or(i64::MAX);
             async move {
-                handler(ev.payload)
+                handler(ev.payload, deadline)
                     .await
                     .map_err(lambda_runtime::Error::from)
             }

@@ -140,7 +140,7 @@ fn main() -> std::process::ExitCode {
             "AETHER_CUT_GRACE",
             (2 * eval_interval).max(Duration::from_secs(300)),
         )?);
-        serve::lambda::run_events(move |_event| {
+        serve::lambda::run_events(move |_event, _deadline| {
             let (ruler, sink, tmp) = (Arc::clone(&ruler), Arc::clone(&sink), tmp.clone());
             async move {
                 let now = SystemTime::now()

@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         let (cfg, bucket, _stats) = lambda_env::bucket()?;
         let store = Arc::new(lambda_env::bucket_store(bucket)?);
         tracing::info!(bucket = %cfg.describe(), "store-read function ready");
-        serve::lambda::run_events(move |event| {
+        serve::lambda::run_events(move |event, _deadline| {
             let store = Arc::clone(&store);
             async move {
                 let payload = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
