@@ -3,6 +3,8 @@
 # runtime and Invoke APIs on 127.0.0.1:$PORT) against a local bucket, and
 # invokes each with the example events in functions/*/events/:
 #   aether-store-lambda: StoreAPI payloads (info, series, label-names);
+#   aether-compact-lambda, aether-rule-lambda: a scheduled event (one pass,
+#                        one tick);
 #   aether-query-lambda: Function URL events (instant query, labels, buildinfo),
 #                        reading the bucket itself (the fan-out to store-read
 #                        functions is exercised by functions/cli/tests/lambda.rs).
@@ -26,6 +28,7 @@ env_file="$RUN_DIR/lambda.env"
   # dotenv: one double-quoted line, newlines as \n.
   printf 'AETHER_OBJSTORE_CONFIG="%s"\n' "$(printf '%s' "$objstore" | sed ':a;N;$!ba;s/\n/\\n/g; s/"/\\"/g')"
   echo "AETHER_LOG_LEVEL=info"
+  echo "AETHER_LABELS='replica=\"local\"'"
   echo "AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$PORT"
   echo "AWS_REGION=us-east-1"
   echo "AWS_ACCESS_KEY_ID=local"
@@ -49,4 +52,7 @@ invoke() {
 }
 for ev in functions/store/events/*.json; do invoke aether-store-lambda "$ev"; done
 for ev in functions/query/events/*.json; do invoke aether-query-lambda "$ev"; done
+# One compaction pass and one rule tick (rules from the bucket's aether/rules/).
+invoke aether-compact-lambda functions/compact/events/scheduled.json
+invoke aether-rule-lambda functions/rule/events/scheduled.json
 echo "logs: $RUN_DIR/lambda-watch.log"
