@@ -156,6 +156,12 @@ pub struct QueryArgs {
     /// (resolution <= step/5), as `max_source_resolution=auto`.
     #[arg(long = "query.auto-downsampling")]
     pub auto_downsampling: bool,
+    /// HTTP base URL of a ruler (e.g. http://ruler:10902) whose rules and
+    /// alerts /api/v1/rules and /api/v1/alerts merge; repeatable. Thanos
+    /// reaches rulers over their gRPC Rules API (`--rule`); Aether uses the
+    /// rulers' Prometheus HTTP API for now.
+    #[arg(long = "rule.url")]
+    pub rule_url: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -259,4 +265,3 @@ pub struct RuleArgs {
     #[arg(long = "data-dir", default_value = "./data")]
     pub data_dir: String,
 }
-

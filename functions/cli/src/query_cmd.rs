@@ -33,6 +33,9 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     if specs.is_empty() && sd_files.is_empty() {
         tracing::warn!("no --endpoint, --store or --store.sd-files: every query answers empty");
     }
+    for u in &a.rule_url {
+        query::rules_proxy::validate_rule_url(u)?;
+    }
     let set = query::EndpointSet::new(
         &specs,
         &sd_files,
@@ -49,6 +52,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         max_samples: usize::try_from(a.max_samples).unwrap_or(usize::MAX),
         auto_downsampling: a.auto_downsampling,
         dynamic_lookback_delta: a.dynamic_lookback_delta,
+        rule_urls: a.rule_url.clone(),
     };
     let set = Arc::new(set);
     let querier = query::Querier::new(Arc::clone(&set), config);
@@ -64,6 +68,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         http = %listeners.http.local_addr()?,
         grpc = ?listeners.grpc.as_ref().map(|l| l.local_addr()).transpose()?,
         endpoints = ?specs,
+        rulers = ?a.rule_url,
         "querier serving"
     );
     // Endpoints are checked at start and then every 5 s, so that the UI's

@@ -187,7 +187,9 @@ fn thanos_down_fires_after_for_resolves_and_records_into_the_bucket() {
             &r_grpc,
             "--endpoint",
             &r1_grpc,
-        ]);
+        ])
+        .arg(format!("--rule.url=http://{r_http}"))
+        .arg(format!("--rule.url=http://{r1_http}"));
     let mut querier = Proc::spawn("query", &mut q_cmd, tmp.path().join("query.log")).unwrap();
     let q_url = format!("http://{q_http}");
 
@@ -359,6 +361,14 @@ fn thanos_down_fires_after_for_resolves_and_records_into_the_bucket() {
     assert_eq!(rule0["type"], "alerting");
     assert_eq!(rule0["duration"], 10.0);
     assert_eq!(rule0["health"], "ok");
+    // The same alert through the querier (`--rule.url`), as Grafana reads it.
+    let qa = get_json(&format!("{q_url}/api/v1/alerts"));
+    assert!(
+        qa["data"]["alerts"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ThanosDown" && a["state"] == "firing")),
+        "{qa}"
+    );
     // ALERTS through the querier.
     let mut last = String::new();
     let found = (0..80).any(|_| {
@@ -467,6 +477,13 @@ fn thanos_down_fires_after_for_resolves_and_records_into_the_bucket() {
         let v = get_json(&format!("{r_url}/api/v1/rules"));
         (v["data"]["groups"][0]["name"] == "y").then_some(())
     });
+    // The querier merges both rulers' groups, in --rule.url order.
+    let v = get_json(&format!("{q_url}/api/v1/rules"));
+    let names: Vec<&str> = v["data"]["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|g| g["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["y", "direct"], "{v}");
 
     for p in [&mut ruler, &mut ruler1, &mut querier, &mut sidecar, &mut am] {
         p.stop(Duration::from_secs(10));

@@ -40,6 +40,10 @@ pub struct QuerierConfig {
     /// resolution of downsampled data read (5m, 1h), as Thanos does, so that
     /// instant vectors over 1h-resolution data are not empty.
     pub dynamic_lookback_delta: bool,
+    /// `--rule.url`: HTTP base URLs of rulers whose `/api/v1/rules` are merged
+    /// into the querier's `/api/v1/rules` and `/api/v1/alerts` (Thanos uses
+    /// its gRPC Rules API for this; see [`crate::rules_proxy`]).
+    pub rule_urls: Vec<String>,
 }
 
 impl Default for QuerierConfig {
@@ -53,6 +57,7 @@ impl Default for QuerierConfig {
             max_samples: 50_000_000,
             auto_downsampling: false,
             dynamic_lookback_delta: true,
+            rule_urls: Vec::new(),
         }
     }
 }
@@ -92,12 +97,16 @@ pub struct Querier {
     gate: tokio::sync::Semaphore,
     /// Request counts and latencies, for `/metrics`.
     pub http_metrics: Arc<crate::metrics::HttpMetrics>,
+    /// The rulers behind `/api/v1/rules` and `/api/v1/alerts`.
+    pub rules: crate::rules_proxy::RulesProxy,
 }
 
 impl Querier {
     pub fn new(endpoints: Arc<EndpointSet>, config: QuerierConfig) -> Arc<Querier> {
         let permits = config.max_concurrent.max(1);
+        let rules = crate::rules_proxy::RulesProxy::new(&config.rule_urls, config.timeout);
         Arc::new(Querier {
+            rules,
             endpoints,
             config,
             gate: tokio::sync::Semaphore::new(permits),
@@ -120,6 +129,8 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/api/v1/status/flags", get(empty_object))
         .route("/api/v1/metadata", get(empty_object))
         .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
+        .route("/api/v1/rules", get(rules_api))
+        .route("/api/v1/alerts", get(alerts_api))
         .route("/api/v1/endpoints", get(endpoints_api))
         .route("/api/v1/stores", get(endpoints_api))
         .route("/-/healthy", get(|| async { "OK" }))
@@ -594,6 +605,32 @@ pub async fn endpoints_json(set: &EndpointSet) -> String {
     }
     o.push(']');
     o
+}
+
+/// `/api/v1/rules`: the configured rulers' rule groups, merged and filtered.
+async fn rules_api(State(q): State<Arc<Querier>>, uri: Uri) -> Response {
+    let mut p = Params::default();
+    if let Some(s) = uri.query() {
+        p.extend_urlencoded(s.as_bytes());
+    }
+    let filter = match crate::rules_proxy::RulesFilter::from_params(&p) {
+        Ok(f) => f,
+        Err(e) => return ApiError::bad_data(e).into_response(),
+    };
+    let m = q.rules.rules(&filter, &q.config.replica_labels).await;
+    let data = crate::rules_proxy::groups_json(&m.groups);
+    json_response(StatusCode::OK, json::success(&data, &m.warnings, &[]))
+}
+
+/// `/api/v1/alerts`: the alerts of the configured rulers' alerting rules.
+async fn alerts_api(State(q): State<Arc<Querier>>) -> Response {
+    let filter = crate::rules_proxy::RulesFilter {
+        alerting: Some(true),
+        ..Default::default()
+    };
+    let m = q.rules.rules(&filter, &q.config.replica_labels).await;
+    let data = crate::rules_proxy::alerts_json(&crate::rules_proxy::alerts_of(&m.groups));
+    json_response(StatusCode::OK, json::success(&data, &m.warnings, &[]))
 }
 
 async fn endpoints_api(State(q): State<Arc<Querier>>) -> Response {

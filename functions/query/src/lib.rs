@@ -13,6 +13,8 @@
 //! - [`metrics`]: `/metrics` (Thanos's `http_requests_total` and
 //!   `http_request_duration_seconds` per handler).
 //! - [`proxy`]: [`ProxyStore`], the querier's own StoreAPI (queriers stack).
+//! - [`rules_proxy`]: `/api/v1/rules` and `/api/v1/alerts` merged from the
+//!   rulers' HTTP APIs (`--rule.url`).
 //!
 //! The handler is stateless: [`api::router`] over a [`Querier`] answers any
 //! request on its own; nothing assumes a long-lived process.
@@ -26,6 +28,7 @@ pub mod json;
 pub mod metrics;
 pub mod params;
 pub mod proxy;
+pub mod rules_proxy;
 mod ui;
 
 use std::future::Future;
