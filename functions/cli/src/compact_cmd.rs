@@ -36,23 +36,8 @@ pub fn config(a: &CompactArgs) -> anyhow::Result<compact::CompactConfig> {
     Ok(cfg)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
+use serve::shutdown_signal;
 
-/// Serves `/metrics` (the compactor's counters) and `/-/healthy`, `/-/ready` on
-/// `--http-address`: a minimal HTTP/1.1 responder, one request per connection.
 /// `/metrics`, health, and (`tick`) `POST /-/tick`: one pass per request,
 /// stopping at a safe point before `pass_timeout`.
 fn router(c: Arc<compact::Compactor>, tick: bool, pass_timeout: Duration) -> axum::Router {

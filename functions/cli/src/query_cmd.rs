@@ -10,20 +10,7 @@ fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
     bucket::config::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}"))
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
+use serve::shutdown_signal;
 
 /// Runs `aether query` until SIGTERM / Ctrl-C.
 pub async fn run(a: QueryArgs) -> anyhow::Result<()> {

@@ -65,20 +65,7 @@ pub fn intercept_rules_check() -> Option<std::process::ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
+use serve::shutdown_signal;
 
 /// Runs `aether rule` until SIGTERM / Ctrl-C.
 pub async fn run(a: RuleArgs) -> anyhow::Result<()> {

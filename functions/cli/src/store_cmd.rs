@@ -4,20 +4,7 @@ use std::sync::Arc;
 
 use crate::components::StoreArgs;
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
+use serve::shutdown_signal;
 
 /// Runs `aether store` until SIGTERM / Ctrl-C.
 pub async fn run(a: StoreArgs) -> anyhow::Result<()> {

@@ -164,6 +164,13 @@ pub struct PassReport {
     pub deadline_reached: bool,
 }
 
+/// A group's plan and its outcome (`None`: not started, past the deadline).
+type GroupResult = (
+    GroupKey,
+    Vec<BlockMeta>,
+    Option<Result<BlockMeta, MergeError>>,
+);
+
 /// The bucket as a pass sees it.
 #[derive(Debug, Default, Clone)]
 struct BucketState {
@@ -784,11 +791,7 @@ impl Compactor {
                 return false;
             }
             // Each group is a unit: one past the deadline is not started.
-            let results: Vec<(
-                GroupKey,
-                Vec<BlockMeta>,
-                Option<Result<BlockMeta, MergeError>>,
-            )> = stream::iter(jobs)
+            let results: Vec<GroupResult> = stream::iter(jobs)
                 .map(|(key, p)| async move {
                     if self.past_deadline() {
                         return (key, p, None);

@@ -22,7 +22,7 @@ mod mode;
 mod server;
 
 pub use mode::Mode;
-pub use server::{bind, serve, Listeners};
+pub use server::{bind, serve, shutdown_signal, Listeners};
 
 /// Errors of the serving layer.
 #[derive(Debug, thiserror::Error)]

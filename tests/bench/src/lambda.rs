@@ -30,7 +30,16 @@ fn release_bin(name: &str) -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let st = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args(["build", "--profile", "lambda-release", "-q", "-p", "aether", "--bin", name])
+        .args([
+            "build",
+            "--profile",
+            "lambda-release",
+            "-q",
+            "-p",
+            "aether",
+            "--bin",
+            name,
+        ])
         .status()?;
     if !st.success() {
         bail!("building {name} failed");
@@ -118,7 +127,11 @@ async fn bench() -> Result<()> {
         let body = o.result.as_ref().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let a: storeapi::lambda::Answer = serde_json::from_slice(body)?;
         if a.error.is_some() || a.frames.len() != SERIES / 10 {
-            bail!("unexpected answer: {} frames, {:?}", a.frames.len(), a.error);
+            bail!(
+                "unexpected answer: {} frames, {:?}",
+                a.frames.len(),
+                a.error
+            );
         }
         Ok(())
     };
@@ -141,7 +154,12 @@ async fn bench() -> Result<()> {
     println!("| function | binary | case | init (start -> first next, median of 5) | first answer (start -> answered, median of 3) |");
     println!("|---|---|---|---|---|");
     for (bin_name, function, event, check) in [
-        ("aether-store-lambda", "store", &store_event, &store_check as &dyn Fn(&harness::lambda::Outcome) -> Result<()>),
+        (
+            "aether-store-lambda",
+            "store",
+            &store_event,
+            &store_check as &dyn Fn(&harness::lambda::Outcome) -> Result<()>,
+        ),
         ("aether-query-lambda", "query", &query_event, &query_check),
     ] {
         let bin = release_bin(bin_name)?;
@@ -150,7 +168,10 @@ async fn bench() -> Result<()> {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        for (case, clear) in [("no shared index cache", true), ("shared index cache", false)] {
+        for (case, clear) in [
+            ("no shared index cache", true),
+            ("shared index cache", false),
+        ] {
             let (mut inits, mut answers) = (Vec::new(), Vec::new());
             // One start to load the binary into the page cache, then 3 timed.
             for run in 0..4 {

@@ -64,7 +64,11 @@ pub(crate) fn write_blocks(dir: &Path, n: usize, series: usize) -> Result<Vec<Bl
     Ok(metas)
 }
 
-pub(crate) async fn upload_all(store: &Arc<dyn ObjectStore>, dir: &Path, metas: &[BlockMeta]) -> Result<()> {
+pub(crate) async fn upload_all(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    metas: &[BlockMeta],
+) -> Result<()> {
     futures::stream::iter(metas.iter())
         .map(|m| {
             let store = store.clone();

@@ -145,7 +145,7 @@ fn main() -> std::process::ExitCode {
             async move {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
-                    .map(|d| millis(d))
+                    .map(millis)
                     .unwrap_or_default();
                 let report = ruler.tick(now).await.map_err(|e| e.to_string())?;
                 let blocks = sink
