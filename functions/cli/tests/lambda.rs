@@ -251,6 +251,8 @@ async fn lambda_functions_answer_through_the_runtime_api() {
                 ("TMPDIR", ftmp.display().to_string()),
                 ("AETHER_STORE_FUNCTION", "aether-store".to_string()),
                 ("AETHER_FANOUT", "3".to_string()),
+                // Every request spanning more than 1h is fanned out.
+                ("AETHER_FANOUT_ABOVE", "1h".to_string()),
                 (
                     "AWS_ENDPOINT_URL_LAMBDA",
                     format!("http://{}", store_emu.addr()),
@@ -262,13 +264,28 @@ async fn lambda_functions_answer_through_the_runtime_api() {
         )
         .unwrap();
     f_emu.wait_ready(Duration::from_secs(20)).await.unwrap();
-    for q in [
-        "sum(rate(http_requests_total[5m]))",
-        "count_over_time(http_requests_total{instance=\"i03\"}[5h])",
-        "max_over_time(http_requests_total[3h])",
+    // Narrow requests are read in-process; wide ones (> 1h here) fan out to
+    // the store-read function in slices cut on 2h boundaries (at most 3).
+    for (q, wide) in [
+        ("sum(rate(http_requests_total[5m]))", false),
+        (
+            "count_over_time(http_requests_total{instance=\"i03\"}[5h])",
+            true,
+        ),
+        ("max_over_time(http_requests_total[3h])", true),
     ] {
         let (s1, direct) = query(&q_emu, q).await;
+        let before = store_emu.invocations();
         let (s2, fanned) = query(&f_emu, q).await;
+        let calls = store_emu.invocations() - before;
+        if wide {
+            assert!(
+                (2..=3).contains(&calls),
+                "{q}: {calls} store-read invocations"
+            );
+        } else {
+            assert_eq!(calls, 0, "{q}: {calls} store-read invocations");
+        }
         assert_eq!(
             (s1, s2),
             (200, 200),

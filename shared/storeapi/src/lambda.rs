@@ -9,7 +9,7 @@
 //!   emulator in tests), so the querier doesn't care.
 //! - [`TimeSplitStore`]: fans one Series request out over several invocations
 //!   by time (2 h-aligned slices, the blocks' natural boundaries) and merges
-//!   the answers.
+//!   the answers; [`SpanRouter`] sends only wide requests that way.
 //!
 //! Payload (JSON, as Lambda requires): `{"method": "series", "request":
 //! "<base64 protobuf>", "after": "<base64 protobuf labels>"?}`; answer:
@@ -408,6 +408,53 @@ impl StoreApi for TimeSplitStore {
     }
 }
 
+/// A [`StoreApi`] that answers narrow requests from `narrow` (e.g. the
+/// store-read handler in-process) and requests spanning more than
+/// `threshold_ms` from `wide` (e.g. a [`TimeSplitStore`] over invocations).
+pub struct SpanRouter {
+    narrow: Arc<dyn StoreApi>,
+    wide: Arc<dyn StoreApi>,
+    threshold_ms: i64,
+}
+
+impl SpanRouter {
+    /// Routes by the span of each request's time range.
+    pub fn new(narrow: Arc<dyn StoreApi>, wide: Arc<dyn StoreApi>, threshold_ms: i64) -> Self {
+        SpanRouter {
+            narrow,
+            wide,
+            threshold_ms,
+        }
+    }
+
+    fn pick(&self, mint: i64, maxt: i64) -> &Arc<dyn StoreApi> {
+        if maxt.saturating_sub(mint) > self.threshold_ms {
+            &self.wide
+        } else {
+            &self.narrow
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreApi for SpanRouter {
+    async fn info(&self) -> Result<pb::info::InfoResponse> {
+        self.narrow.info().await
+    }
+
+    async fn series(&self, req: pb::SeriesRequest) -> Result<SeriesStream> {
+        self.pick(req.min_time, req.max_time).series(req).await
+    }
+
+    async fn label_names(&self, req: pb::LabelNamesRequest) -> Result<pb::LabelNamesResponse> {
+        self.pick(req.start, req.end).label_names(req).await
+    }
+
+    async fn label_values(&self, req: pb::LabelValuesRequest) -> Result<pb::LabelValuesResponse> {
+        self.pick(req.start, req.end).label_values(req).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +578,53 @@ mod tests {
             .unwrap();
         assert_eq!(got_split, want_wide);
         assert_eq!(invoked.info().await.unwrap(), mem.info().await.unwrap());
+    }
+
+    /// Counts Series calls.
+    struct Counting(Arc<dyn StoreApi>, std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl StoreApi for Counting {
+        async fn info(&self) -> Result<pb::info::InfoResponse> {
+            self.0.info().await
+        }
+        async fn series(&self, req: pb::SeriesRequest) -> Result<SeriesStream> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.series(req).await
+        }
+        async fn label_names(&self, r: pb::LabelNamesRequest) -> Result<pb::LabelNamesResponse> {
+            self.0.label_names(r).await
+        }
+        async fn label_values(&self, r: pb::LabelValuesRequest) -> Result<pb::LabelValuesResponse> {
+            self.0.label_values(r).await
+        }
+    }
+
+    #[tokio::test]
+    async fn span_router_sends_wide_requests_to_the_wide_store() {
+        let mem: Arc<dyn StoreApi> = Arc::new(MemStore::with_data(Labels::default(), &data(3)));
+        let narrow = Arc::new(Counting(mem.clone(), Default::default()));
+        let wide = Arc::new(Counting(mem, Default::default()));
+        let r = SpanRouter::new(narrow.clone(), wide.clone(), 3_600_000);
+        let req = |mint, maxt| pb::SeriesRequest {
+            min_time: mint,
+            max_time: maxt,
+            matchers: vec![pb::LabelMatcher {
+                r#type: pb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: "m".into(),
+            }],
+            ..Default::default()
+        };
+        let (a, _) = crate::collect_series(r.series(req(0, 300_000)).await.unwrap())
+            .await
+            .unwrap();
+        let (b, _) = crate::collect_series(r.series(req(0, 7_200_000)).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(narrow.1.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(wide.1.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

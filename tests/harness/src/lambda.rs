@@ -53,6 +53,12 @@ struct Inner {
     seq: Mutex<u64>,
 }
 
+impl Inner {
+    fn count(&self) -> u64 {
+        *self.seq.lock().unwrap()
+    }
+}
+
 /// A local Lambda for one function.
 #[derive(Clone)]
 pub struct Emulator {
@@ -257,6 +263,11 @@ impl Emulator {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// How many invocations the function has been given.
+    pub fn invocations(&self) -> u64 {
+        self.inner.count()
     }
 
     /// Invokes the function with `payload` and waits for its answer.

@@ -1,9 +1,10 @@
 //! The querier as an AWS Lambda function behind a Function URL: Prometheus's
 //! HTTP API and the UI (the same axum Router as `aether query`), reading
 //! - the bucket in-process through the store-read handler (the shared index
-//!   cache in the bucket makes a cold instance cheap), or, when
-//!   `AETHER_STORE_FUNCTION` names the store-read function, by invoking it,
-//!   split by time over `AETHER_FANOUT` (default 4) parallel invocations;
+//!   cache in the bucket makes a cold instance cheap); and, when
+//!   `AETHER_STORE_FUNCTION` names the store-read function, requests spanning
+//!   more than `AETHER_FANOUT_ABOVE` (default 24h) by invoking it, split by
+//!   time over `AETHER_FANOUT` (default 4) parallel invocations;
 //! - and any StoreAPI endpoints in `AETHER_ENDPOINTS` (comma-separated, e.g.
 //!   sidecars reachable from the function's VPC), over gRPC.
 //!
@@ -46,9 +47,18 @@ fn main() -> std::process::ExitCode {
                     invoker,
                     function.clone(),
                 ));
+                let above =
+                    lambda_env::duration("AETHER_FANOUT_ABOVE", Duration::from_secs(86_400))?;
+                let wide: Arc<dyn StoreApi> =
+                    Arc::new(storeapi::lambda::TimeSplitStore::new(invoked, width));
+                let narrow: Arc<dyn StoreApi> = Arc::new(lambda_env::bucket_store(bucket)?);
                 stores.push((
-                    format!("lambda:{function}"),
-                    Arc::new(storeapi::lambda::TimeSplitStore::new(invoked, width)),
+                    format!("bucket+lambda:{function}"),
+                    Arc::new(storeapi::lambda::SpanRouter::new(
+                        narrow,
+                        wide,
+                        i64::try_from(above.as_millis()).unwrap_or(i64::MAX),
+                    )),
                 ));
             }
             None => {
