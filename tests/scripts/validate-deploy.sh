@@ -178,7 +178,7 @@ def load_flags():
     if not enum:
         raise SystemExit("functions/cli/src/main.rs: enum Command not found")
     subs = {}
-    for variant, struct in re.findall(r"^\s*(\w+)\((?:\w+::)*(\w+)\)", enum.group(1), re.M):
+    for variant, struct in re.findall(r"^\s*(\w+)\((?:Box<)?(?:\w+::)*(\w+)>?\)", enum.group(1), re.M):
         if struct in structs:
             subs[variant.lower()] = flags_of(struct) | global_flags
     return subs
