@@ -13,8 +13,34 @@ use anyhow::{bail, Context, Result};
 
 pub mod lambda;
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999),
+/// so an outgoing connection or a `:0` bind (of ours, or inside `weed mini` between
+/// its own components) can't take a port between our check and the server's bind.
+const PORT_RANGE: std::ops::Range<u32> = 20000..32000;
+
+/// A free TCP port on 127.0.0.1 for a server a test is about to start: checked by
+/// binding it, then released. Successive calls in one process never hand out the
+/// same port twice (a process-wide cursor walks [`PORT_RANGE`] from a per-process
+/// starting point), so parallel tests can't race each other for one port.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = PORT_RANGE.end - PORT_RANGE.start;
+    if CURSOR.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
+        let _ = CURSOR.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let n = CURSOR.fetch_add(1, Ordering::Relaxed) % span;
+        let port = (PORT_RANGE.start + n) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -127,8 +153,19 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start(bucket: &str) -> Result<S3Server> {
-        let dir = tempfile::tempdir()?;
-        Self::start_in(bucket, dir, None)
+        // A port can still be taken by another program between our check and weed's
+        // bind; weed then dies at once. Start again on fresh ports when that happens.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::tempdir()?;
+            match Self::start_in(bucket, dir, None) {
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => {
+                    eprintln!("weed mini lost a port race, retrying on fresh ports: {e}");
+                }
+                r => return r,
+            }
+        }
     }
 
     fn start_in(
@@ -184,6 +221,10 @@ impl S3Server {
         // The S3 port opens before the bucket is usable; poll a request until it is
         // answered with anything but a connection error or 5xx.
         while start.elapsed() < timeout {
+            let log = self.proc.log();
+            if log.contains("address already in use") {
+                bail!("S3 server could not bind its ports; log:\n{log}");
+            }
             if let Ok(out) = Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
                 .arg(format!("{}/{}", self.endpoint(), self.bucket))
