@@ -95,6 +95,7 @@ pub fn dedup_series(series: Vec<Series>, replica_labels: &[String]) -> Vec<Serie
                 labels,
                 floats,
                 histograms: hists,
+                ..Default::default()
             }
         })
         .collect()
@@ -156,11 +157,13 @@ mod tests {
             labels: l(r),
             floats: pts(&[0, 15_000], v),
             histograms: vec![],
+            ..Default::default()
         };
         let other = Series {
             labels: Labels::from_pairs([("__name__", "up"), ("replica", "a"), ("z", "2")]),
             floats: pts(&[0], 3.0),
             histograms: vec![],
+            ..Default::default()
         };
         let out = dedup_series(vec![s("b", 2.0), other, s("a", 1.0)], &["replica".into()]);
         assert_eq!(out.len(), 2);

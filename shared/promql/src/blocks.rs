@@ -44,6 +44,7 @@ impl Queryable for BlockQueryable {
     async fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>> {
         let (mint, maxt) = (hints.start, hints.end);
         let sets = [matchers.to_vec()];
+        let mut window = crate::WindowFilter::new(hints);
         let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
         for b in &self.blocks {
             let m = b.meta();
@@ -67,13 +68,23 @@ impl Queryable for BlockQueryable {
                 let s = merged.entry(e.labels).or_default();
                 let tomb = b.tombstones();
                 for c in raw {
+                    if let Some(w) = window.as_mut() {
+                        w.reset();
+                    }
                     if c.encoding == tsdb::chunkenc::Encoding::Xor as u8 {
                         let it = tsdb::chunkenc::XorIterator::new(&c.data).map_err(storage)?;
-                        s.floats.reserve(it.num_samples());
+                        if window.is_none() {
+                            s.floats.reserve(it.num_samples());
+                        }
                         for r in it {
                             let (t, v) = r.map_err(storage)?;
                             if t < mint || t > maxt {
                                 continue;
+                            }
+                            if let Some(w) = window.as_mut() {
+                                if !w.keep(t) {
+                                    continue;
+                                }
                             }
                             if !tomb.is_empty() && tomb.is_deleted(e.series_ref, t) {
                                 continue;
@@ -86,6 +97,11 @@ impl Queryable for BlockQueryable {
                         let (t, v) = r.map_err(storage)?;
                         if t < mint || t > maxt || tomb.is_deleted(e.series_ref, t) {
                             continue;
+                        }
+                        if let Some(w) = window.as_mut() {
+                            if !w.keep(t) {
+                                continue;
+                            }
                         }
                         let h: FloatHistogram = match v {
                             SampleValue::Float(f) => {

@@ -118,6 +118,11 @@ pub(crate) struct MS {
     /// Histogram points and, per step, their window (both empty without any).
     pub hpts: Vec<(i64, FloatHistogram)>,
     pub hwin: Vec<(usize, usize)>,
+    /// Start timestamps parallel to `pts` (ms, 0 unknown), or empty when the
+    /// series has none (always empty unless read straight from a selector).
+    pub sts: Vec<i64>,
+    /// Start timestamps parallel to `hpts`, or empty.
+    pub hsts: Vec<i64>,
 }
 
 /// A range vector over all steps.
@@ -137,6 +142,17 @@ pub(crate) enum V {
     Str(String),
     Vector(Vec<VS>),
     Matrix(MatrixV),
+}
+
+/// What [`Evaluator::eval_vector_selector`] reports per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelOut {
+    /// The sample's value.
+    Value,
+    /// The sample's timestamp in seconds (`timestamp()`).
+    Timestamp,
+    /// The sample's start timestamp in seconds, 0 when unknown (`start_timestamp()`).
+    StartTimestamp,
 }
 
 /// A series' labels, name-drop flag and points.
@@ -211,6 +227,9 @@ struct Planner {
     fetches: Vec<Fetch>,
     /// Selectors read for histogram statistics (see [`stats_selectors`]).
     stats: std::collections::HashSet<usize>,
+    /// How many subqueries enclose the node being planned: selectors under one are
+    /// evaluated at the subquery's steps, not the query's.
+    subquery_depth: u32,
 }
 
 impl Planner {
@@ -249,6 +268,7 @@ impl Planner {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.eff_range(&vs.at, &vs.offset, mint, maxt);
                 self.push(addr(vs), vs, a - self.lookback + 1, b, 0, func, grouping)?;
+                self.set_window(vs, self.lookback);
             }
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.eff_range(&ms.vs.at, &ms.vs.offset, mint, maxt);
@@ -265,11 +285,17 @@ impl Planner {
                     func,
                     grouping,
                 )?;
+                if extra == 0 {
+                    self.set_window(&ms.vs, r);
+                }
             }
             Expr::Subquery(sq) => {
                 let (a, b) = self.eff_range(&sq.at, &sq.offset, mint, maxt);
                 let r = dur_ms(&sq.range);
-                self.plan(&sq.expr, a - r, b, None, None)?;
+                self.subquery_depth += 1;
+                let planned = self.plan(&sq.expr, a - r, b, None, None);
+                self.subquery_depth -= 1;
+                planned?;
             }
             Expr::Aggregate(ag) => {
                 if let Some(p) = &ag.param {
@@ -306,6 +332,7 @@ impl Planner {
                         func: Some("info".to_string()),
                         grouping: Vec::new(),
                         by: false,
+                        window: 0,
                     },
                 });
             }
@@ -322,6 +349,19 @@ impl Planner {
             }
         }
         Ok(())
+    }
+
+    /// Marks the fetch just pushed for `vs` as windowed (see
+    /// [`SelectHints::window`]) when the selector is evaluated at the query's own
+    /// steps and those are further apart than `window`: a source may then leave out
+    /// the samples between windows.
+    fn set_window(&mut self, vs: &VectorSelector, window: i64) {
+        if self.step <= window || self.subquery_depth > 0 || vs.at.is_some() {
+            return;
+        }
+        if let Some(f) = self.fetches.last_mut() {
+            f.hints.window = window;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -347,6 +387,7 @@ impl Planner {
                 func: func.map(str::to_string),
                 grouping: grouping.map(|g| g.0.to_vec()).unwrap_or_default(),
                 by: grouping.map(|g| g.1).unwrap_or(false),
+                window: 0,
             },
         });
         Ok(())
@@ -446,7 +487,11 @@ impl Evaluator {
             Expr::NumberLiteral(n) => Ok(V::Scalar(vec![n.val; ts.len()])),
             Expr::StringLiteral(s) => Ok(V::Str(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr, ts),
-            Expr::VectorSelector(vs) => Ok(V::Vector(self.eval_vector_selector(vs, ts, false)?)),
+            Expr::VectorSelector(vs) => Ok(V::Vector(self.eval_vector_selector(
+                vs,
+                ts,
+                SelOut::Value,
+            )?)),
             Expr::MatrixSelector(ms) => Ok(V::Matrix(self.eval_matrix_selector(ms, ts)?)),
             Expr::Subquery(sq) => Ok(V::Matrix(self.eval_subquery(sq, ts)?)),
             Expr::Unary(u) => match self.eval(&u.expr, ts)? {
@@ -475,14 +520,16 @@ impl Evaluator {
         }
     }
 
-    /// Evaluates an instant selector; with `want_ts`, the values are the sample
-    /// timestamps in seconds (for `timestamp()`).
+    /// Evaluates an instant selector; `what` picks the values: the samples', or
+    /// their timestamps or start timestamps in seconds (for `timestamp()` and
+    /// `start_timestamp()`).
     pub fn eval_vector_selector(
         &mut self,
         vs: &VectorSelector,
         ts: &[i64],
-        want_ts: bool,
+        what: SelOut,
     ) -> Result<Vec<VS>> {
+        let want_ts = what != SelOut::Value;
         let eff = self.eff_times(&vs.at, &vs.offset, ts);
         let lookback = self.lookback;
         // Every selector node is evaluated once: its data is moved out.
@@ -500,6 +547,16 @@ impl Evaluator {
             if f.is_empty() && hs.is_empty() {
                 continue;
             }
+            // The time reported per sample: its own, or its start timestamp.
+            let (fst, hst) = (s.float_start_timestamps(), s.histogram_start_timestamps());
+            let start_ts = what == SelOut::StartTimestamp;
+            let report = |pt: i64, sts: Option<&[i64]>, k: usize| -> f64 {
+                if start_ts {
+                    sts.map_or(0, |x| x[k]) as f64 / 1000.0
+                } else {
+                    pt as f64 / 1000.0
+                }
+            };
             let mut v = Vec::with_capacity(ts.len());
             let mut hv: Vec<Option<Box<FloatHistogram>>> = Vec::new();
             let mut any = false;
@@ -534,7 +591,7 @@ impl Evaluator {
                     let (pt, h) = &hs[hidx - 1];
                     if *pt > t - lookback {
                         if want_ts {
-                            val = Some(*pt as f64 / 1000.0);
+                            val = Some(report(*pt, hst, hidx - 1));
                         } else {
                             let mut h = h.clone();
                             // A sample repeated at a later step is no new counter
@@ -551,7 +608,11 @@ impl Evaluator {
                 } else if idx > 0 {
                     let (pt, pv) = f[idx - 1];
                     if pt > t - lookback && !is_stale_nan(pv) {
-                        val = Some(if want_ts { pt as f64 / 1000.0 } else { pv });
+                        val = Some(if want_ts {
+                            report(pt, fst, idx - 1)
+                        } else {
+                            pv
+                        });
                     }
                 }
                 if val.is_some() || hval.is_some() {
@@ -590,9 +651,17 @@ impl Evaluator {
         let mut per_step = vec![0usize; ts.len()];
         for s in data.into_iter() {
             self.check()?;
-            let mut pts = s.floats;
-            pts.retain(|p| !is_stale_nan(p.1));
+            let has_fst = s.float_start_timestamps().is_some();
+            let has_hst = s.histogram_start_timestamps().is_some();
+            let (mut pts, mut sts) = (s.floats, s.float_sts);
+            if has_fst {
+                retain_fresh(&mut pts, &mut sts);
+            } else {
+                sts = Vec::new();
+                pts.retain(|p| !is_stale_nan(p.1));
+            }
             let hpts = s.histograms;
+            let hsts = if has_hst { s.histogram_sts } else { Vec::new() };
             if pts.is_empty() && hpts.is_empty() {
                 continue;
             }
@@ -623,6 +692,8 @@ impl Evaluator {
                     drop: false,
                     pts,
                     win,
+                    sts,
+                    hsts,
                 });
             }
         }
@@ -704,6 +775,7 @@ impl Evaluator {
                 }
             }
             if any {
+                // Subqueries drop start timestamps (as Prometheus does).
                 out.push(MS {
                     hpts,
                     hwin,
@@ -711,6 +783,8 @@ impl Evaluator {
                     drop,
                     pts,
                     win,
+                    sts: Vec::new(),
+                    hsts: Vec::new(),
                 });
             }
         }
@@ -1119,6 +1193,20 @@ fn detect_hints(data: &mut [Series]) {
 }
 
 /// Per step, the index range of `pts` in the window `(end - range, end]`.
+/// Drops the stale markers of `pts` and the start timestamps parallel to them.
+fn retain_fresh(pts: &mut Vec<(i64, f64)>, sts: &mut Vec<i64>) {
+    let mut k = 0;
+    for i in 0..pts.len() {
+        if !is_stale_nan(pts[i].1) {
+            pts[k] = pts[i];
+            sts[k] = sts[i];
+            k += 1;
+        }
+    }
+    pts.truncate(k);
+    sts.truncate(k);
+}
+
 pub(crate) fn windows<T>(pts: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
     let mut out = Vec::with_capacity(ends.len());
     let sorted = ends.windows(2).all(|w| w[0] <= w[1]);
@@ -1444,6 +1532,7 @@ impl Engine {
                 stats_selectors(&expr, false, &mut set);
                 set
             },
+            subquery_depth: 0,
         };
         let _ = planner.sub_step;
         planner.plan(&expr, start, end, None, None)?;

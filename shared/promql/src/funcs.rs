@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use model::{format_go_float, FloatHistogram, Labels, MatchType, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 
-use crate::engine::{err, selector_matchers, Evaluator, MatrixV, V, VS};
+use crate::engine::{err, selector_matchers, Evaluator, MatrixV, SelOut, MS, V, VS};
 use crate::{Error, Result};
 
 /// Neumaier-improved Kahan summation step (Prometheus's `kahanSumInc`).
@@ -370,13 +370,57 @@ fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<(f64, f64)>) -> f64 
     ((upper_rank - lower_rank) / count).max(0.0)
 }
 
+/// The warning (text before the quoted metric name) for a sample whose start
+/// timestamp lies before the previous sample without being the previous one's
+/// (Prometheus's `StartTimeOverlapWarning`).
+const ST_OVERLAP: &str =
+    "sample has start time that overlaps with previous sample timestamp for metric ";
+
+/// Prometheus's `isStartTimestampReset`: whether the start timestamp of the
+/// current sample says the counter was reset since the previous sample. Not when
+/// it is unknown (0), invalid (after the sample) or OTel's unknown start (equal to
+/// the sample's time), nor when it lies before the previous sample; yes when it
+/// lies after it. When it is the previous sample's time, the series is a delta
+/// series (reset) if the previous start timestamp is known and valid, else a
+/// cumulative one with unknown start (no reset).
+pub(crate) fn is_st_reset(prev_st: i64, prev_t: i64, cur_st: i64, cur_t: i64) -> bool {
+    if cur_st == 0 || cur_st >= cur_t || cur_st < prev_t {
+        return false;
+    }
+    if cur_st > prev_t {
+        return true;
+    }
+    if prev_st > prev_t {
+        return false;
+    }
+    prev_st != 0 && prev_st != prev_t
+}
+
+/// Prometheus's `checkStartTimeOverlap`: a known start timestamp before the
+/// previous sample that is not the previous sample's start timestamp.
+pub(crate) fn st_overlap(prev_st: i64, prev_t: i64, cur_st: i64) -> bool {
+    cur_st != 0 && cur_st < prev_t && cur_st != prev_st
+}
+
+/// The window `(a, b)` of start timestamps `sts` (empty when `sts` is).
+fn st_win(sts: &[i64], a: usize, b: usize) -> &[i64] {
+    if sts.is_empty() || b <= a {
+        &[]
+    } else {
+        &sts[a..b]
+    }
+}
+
 /// Marks the info about reconciled custom buckets among `histogram_rate`'s notes.
 const RECONCILED_SUB: &str = "info:mismatched custom buckets were reconciled during subtraction";
 
 /// Prometheus's `histogramRate`: the increase of histogram points (no
 /// extrapolation), with the warnings (texts to append the metric name to).
+/// `sts` are the points' start timestamps (empty when unknown): a start
+/// timestamp reset counts as a counter reset, and an overlap adds [`ST_OVERLAP`].
 fn histogram_rate(
     pts: &[(i64, FloatHistogram)],
+    sts: &[i64],
     is_counter: bool,
 ) -> (Option<FloatHistogram>, Vec<&'static str>) {
     use crate::hist::{add, detect_reset, is_gauge};
@@ -389,7 +433,9 @@ fn histogram_rate(
     }
     if is_counter && pts.len() > 1 {
         let second = &pts[1].1;
-        if detect_reset(second, &prev) {
+        if (sts.len() > 1 && is_st_reset(sts[0], pts[0].0, sts[1], pts[1].0))
+            || detect_reset(second, &prev)
+        {
             prev = FloatHistogram {
                 schema: second.schema,
                 custom_values: second.custom_values.clone(),
@@ -424,8 +470,14 @@ fn histogram_rate(
     }
     if is_counter {
         let mut prev = first_prev;
-        for p in &pts[1..] {
-            if detect_reset(&p.1, &prev) {
+        let mut overlap = false;
+        for (i, p) in pts[1..].iter().enumerate() {
+            if !overlap && i + 1 < sts.len() && st_overlap(sts[i], pts[i].0, sts[i + 1]) {
+                warns.push(ST_OVERLAP);
+                overlap = true;
+            }
+            let st_reset = i + 1 < sts.len() && is_st_reset(sts[i], pts[i].0, sts[i + 1], p.0);
+            if st_reset || detect_reset(&p.1, &prev) {
                 match add(&h, &prev, 1.0) {
                     Ok(x) => h = x,
                     Err(_) => return (None, warns),
@@ -526,41 +578,56 @@ fn mixed_range_info(ev: &mut Evaluator, m: &MatrixV) {
     }
 }
 
-/// The samples of a window merged in time order (`Err` for histograms).
+/// A sample of a merged window: time, value (`Err` for a histogram) and start
+/// timestamp (0 when unknown).
+type MergedSample<'a> = (i64, std::result::Result<f64, &'a FloatHistogram>, i64);
+
+/// The samples of a window merged in time order, with their start timestamps
+/// (`fst`/`hst` parallel to `fl`/`hs`, or empty).
 fn merged<'a>(
     fl: &'a [(i64, f64)],
     hs: &'a [(i64, FloatHistogram)],
-) -> Vec<(i64, std::result::Result<f64, &'a FloatHistogram>)> {
+    fst: &[i64],
+    hst: &[i64],
+) -> Vec<MergedSample<'a>> {
     let mut out = Vec::with_capacity(fl.len() + hs.len());
     let (mut i, mut j) = (0, 0);
     while i < fl.len() || j < hs.len() {
         if j >= hs.len() || (i < fl.len() && fl[i].0 < hs[j].0) {
-            out.push((fl[i].0, Ok(fl[i].1)));
+            out.push((fl[i].0, Ok(fl[i].1), fst.get(i).copied().unwrap_or(0)));
             i += 1;
         } else {
-            out.push((hs[j].0, Err(&hs[j].1)));
+            out.push((hs[j].0, Err(&hs[j].1), hst.get(j).copied().unwrap_or(0)));
             j += 1;
         }
     }
     out
 }
 
-/// `resets`/`changes` over floats and histograms.
-fn resets_changes(fl: &[(i64, f64)], hs: &[(i64, FloatHistogram)], resets: bool) -> f64 {
-    let all = merged(fl, hs);
+/// `resets`/`changes` over floats and histograms (`resets` also counts start
+/// timestamp resets).
+fn resets_changes(
+    fl: &[(i64, f64)],
+    hs: &[(i64, FloatHistogram)],
+    fst: &[i64],
+    hst: &[i64],
+    resets: bool,
+) -> f64 {
+    let all = merged(fl, hs, fst, hst);
     let mut count = 0.0;
     for w in all.windows(2) {
+        let st_reset = || is_st_reset(w[0].2, w[0].0, w[1].2, w[1].0);
         let hit = match (&w[0].1, &w[1].1) {
             (Ok(a), Ok(b)) => {
                 if resets {
-                    b < a
+                    b < a || st_reset()
                 } else {
                     a != b && !(a.is_nan() && b.is_nan())
                 }
             }
             (Err(a), Err(b)) => {
                 if resets {
-                    crate::hist::detect_reset(b, a)
+                    st_reset() || crate::hist::detect_reset(b, a)
                 } else {
                     !crate::hist::equals(a, b)
                 }
@@ -579,10 +646,12 @@ fn instant_value_mixed(
     ev: &mut Evaluator,
     fl: &[(i64, f64)],
     hs: &[(i64, FloatHistogram)],
+    fst: &[i64],
+    hst: &[i64],
     is_rate: bool,
     labels: &Labels,
 ) -> Option<Out> {
-    let all = merged(fl, hs);
+    let all = merged(fl, hs, fst, hst);
     if all.len() < 2 {
         return None;
     }
@@ -592,9 +661,14 @@ fn instant_value_mixed(
     if interval == 0 {
         return None;
     }
+    let st_reset = is_st_reset(prev.2, prev.0, last.2, last.0);
     match (&prev.1, &last.1) {
         (Ok(a), Ok(b)) => {
-            let mut r = if is_rate && b < a { *b } else { b - a };
+            let mut r = if is_rate && (b < a || st_reset) {
+                *b
+            } else {
+                b - a
+            };
             if is_rate {
                 r /= interval as f64 / 1000.0;
             }
@@ -614,7 +688,7 @@ fn instant_value_mixed(
                     mname()
                 ));
             }
-            let mut h = if is_rate && crate::hist::detect_reset(b, a) {
+            let mut h = if is_rate && (st_reset || crate::hist::detect_reset(b, a)) {
                 (*b).clone()
             } else {
                 match crate::hist::add_reconcile(b, a, -1.0) {
@@ -655,18 +729,21 @@ enum Out {
     H(FloatHistogram),
 }
 
+/// The float and histogram points of one series' window, with their start
+/// timestamps (each empty when unknown).
+struct Window<'a> {
+    fl: &'a [(i64, f64)],
+    hs: &'a [(i64, FloatHistogram)],
+    fst: &'a [i64],
+    hst: &'a [i64],
+}
+
 /// Like [`over_matrix`], with the float and histogram points of each window.
 fn over_matrix_mixed(
     ev: &mut Evaluator,
     m: &MatrixV,
     keep_name: bool,
-    mut f: impl FnMut(
-        &mut Evaluator,
-        &[(i64, f64)],
-        &[(i64, FloatHistogram)],
-        usize,
-        &Labels,
-    ) -> Option<Out>,
+    mut f: impl FnMut(&mut Evaluator, &Window, usize, &Labels) -> Option<Out>,
 ) -> Result<Vec<VS>> {
     let mut out = Vec::with_capacity(m.series.len());
     for s in &m.series {
@@ -678,12 +755,16 @@ fn over_matrix_mixed(
         for st in 0..n {
             let (a, b) = s.win[st];
             let (ha, hb) = s.hwin.get(st).copied().unwrap_or((0, 0));
-            let fl = if b > a { &s.pts[a..b] } else { &[][..] };
-            let hs = if hb > ha { &s.hpts[ha..hb] } else { &[][..] };
-            let r = if fl.is_empty() && hs.is_empty() {
+            let w = Window {
+                fl: if b > a { &s.pts[a..b] } else { &[][..] },
+                hs: if hb > ha { &s.hpts[ha..hb] } else { &[][..] },
+                fst: st_win(&s.sts, a, b),
+                hst: st_win(&s.hsts, ha, hb),
+            };
+            let r = if w.fl.is_empty() && w.hs.is_empty() {
                 None
             } else {
-                f(ev, fl, hs, st, &s.labels)
+                f(ev, &w, st, &s.labels)
             };
             match r {
                 Some(Out::F(x)) => {
@@ -715,7 +796,8 @@ fn over_matrix_mixed(
 
 /// The `*_over_time` functions over a range vector that has histograms.
 fn over_time_mixed(ev: &mut Evaluator, m: &MatrixV, name: &str, keep: bool) -> Result<V> {
-    let out = over_matrix_mixed(ev, m, keep, |ev, fl, hs, _, labels| {
+    let out = over_matrix_mixed(ev, m, keep, |ev, w, _, labels| {
+        let (fl, hs) = (w.fl, w.hs);
         let mname = || model::go_quote(labels.metric_name().unwrap_or(""));
         match name {
             "count_over_time" => Some(Out::F((fl.len() + hs.len()) as f64)),
@@ -851,47 +933,116 @@ fn over_matrix(
     Ok(out)
 }
 
+/// Like [`over_matrix`], also passing each window's start timestamps (empty
+/// when the series has none).
+fn over_matrix_st(
+    ev: &mut Evaluator,
+    m: &MatrixV,
+    keep_name: bool,
+    mut f: impl FnMut(&mut Evaluator, &[(i64, f64)], &[i64], usize, &MS) -> Option<f64>,
+) -> Result<Vec<VS>> {
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        ev.check()?;
+        let mut v = Vec::with_capacity(s.win.len());
+        let mut any = false;
+        for (st, &(a, b)) in s.win.iter().enumerate() {
+            let r = if b > a {
+                f(ev, &s.pts[a..b], st_win(&s.sts, a, b), st, s)
+            } else {
+                None
+            };
+            any |= r.is_some();
+            v.push(r);
+        }
+        if any {
+            out.push(VS {
+                h: Vec::new(),
+                labels: s.labels.clone(),
+                drop: if keep_name { s.drop } else { true },
+                v,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Prometheus's `extrapolatedRate` over float points `pts` in the window ending at
+/// `end`, with their start timestamps `sts` (empty when unknown). Sets `overlap`
+/// when a start timestamp overlaps the previous sample (counters only).
 fn extrapolated_rate(
     pts: &[(i64, f64)],
+    sts: &[i64],
     end: i64,
     range: i64,
     is_counter: bool,
     is_rate: bool,
+    overlap: &mut bool,
 ) -> Option<f64> {
-    if pts.len() < 2 {
+    let n = pts.len();
+    // One sample is enough when its start timestamp lies in the range.
+    if n == 0 || (n < 2 && sts.is_empty()) {
         return None;
     }
     let range_start = end - range;
     let first = pts[0];
-    let last = pts[pts.len() - 1];
+    let last = pts[n - 1];
     let mut result = last.1 - first.1;
     if is_counter {
-        let mut prev = first.1;
-        for p in &pts[1..] {
-            if p.1 < prev {
-                result += prev;
+        if sts.is_empty() {
+            let mut prev = first.1;
+            for p in &pts[1..] {
+                if p.1 < prev {
+                    result += prev;
+                }
+                prev = p.1;
             }
-            prev = p.1;
+        } else {
+            for i in 1..n {
+                let (p, c) = (pts[i - 1], pts[i]);
+                if !*overlap && st_overlap(sts[i - 1], p.0, sts[i]) {
+                    *overlap = true;
+                }
+                if c.1 < p.1 || is_st_reset(sts[i - 1], p.0, sts[i], c.0) {
+                    result += p.1;
+                }
+            }
         }
     }
     let mut dur_to_start = (first.0 - range_start) as f64 / 1000.0;
     let mut dur_to_end = (end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg_between = sampled / (pts.len() - 1) as f64;
+    let mut sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_between = if n > 1 { sampled / (n - 1) as f64 } else { 0.0 };
     let threshold = avg_between * 1.1;
-    if dur_to_start >= threshold {
-        dur_to_start = avg_between / 2.0;
-    }
-    if is_counter && result > 0.0 && first.1 >= 0.0 {
-        let dur_to_zero = sampled * (first.1 / result);
-        if dur_to_zero < dur_to_start {
-            dur_to_start = dur_to_zero;
+    match sts.first() {
+        // The first sample's start timestamp lies in the range: assume a zero
+        // sample there instead of extrapolating to the left.
+        Some(&st0) if is_counter && st0 != 0 && st0 > range_start && st0 < first.0 => {
+            dur_to_start = 0.0;
+            sampled = (last.0 - st0) as f64 / 1000.0;
+            result += first.1;
+        }
+        _ if n == 1 => return None,
+        _ => {
+            if dur_to_start >= threshold {
+                dur_to_start = avg_between / 2.0;
+            }
+            if is_counter && result > 0.0 && first.1 >= 0.0 {
+                let dur_to_zero = sampled * (first.1 / result);
+                if dur_to_zero < dur_to_start {
+                    dur_to_start = dur_to_zero;
+                }
+            }
         }
     }
     if dur_to_end >= threshold {
         dur_to_end = avg_between / 2.0;
     }
-    let mut factor = (sampled + dur_to_start + dur_to_end) / sampled;
+    let mut factor = if sampled != 0.0 {
+        (sampled + dur_to_start + dur_to_end) / sampled
+    } else {
+        1.0
+    };
     if is_rate {
         factor /= range as f64 / 1000.0;
     }
@@ -1306,13 +1457,24 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
         "timestamp" => {
             let arg = unparen(&c.args.args[0]);
             if let Expr::VectorSelector(vs) = arg {
-                let v = ev.eval_vector_selector(vs, ts, true)?;
+                let v = ev.eval_vector_selector(vs, ts, SelOut::Timestamp)?;
                 return Ok(V::Vector(map_values(v, |x| x)));
             }
             let v = arg_vector(ev, c, 0, ts)?;
             Ok(V::Vector(map_values_step(v, |_, st| {
                 ts[st] as f64 / 1000.0
             })))
+        }
+        "start_timestamp" => {
+            // Only a selector's samples carry start timestamps; any other
+            // expression has none, so the result is empty (as in Prometheus).
+            let arg = unparen(&c.args.args[0]);
+            if let Expr::VectorSelector(vs) = arg {
+                let v = ev.eval_vector_selector(vs, ts, SelOut::StartTimestamp)?;
+                return Ok(V::Vector(map_values(v, |x| x)));
+            }
+            arg_vector(ev, c, 0, ts)?;
+            Ok(V::Vector(Vec::new()))
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "month" | "year"
         | "days_in_month" => {
@@ -1525,8 +1687,17 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     }
                 }
             }
-            let mut out = over_matrix(ev, &m, false, |_, p, st, _| {
-                extrapolated_rate(p, ends[st], range, is_counter, is_rate)
+            let mut out = over_matrix_st(ev, &m, false, |ev, p, sts, st, s| {
+                let mut overlap = false;
+                let r =
+                    extrapolated_rate(p, sts, ends[st], range, is_counter, is_rate, &mut overlap);
+                if overlap {
+                    ev.warn(format!(
+                        "{ST_OVERLAP}{}",
+                        model::go_quote(s.labels.metric_name().unwrap_or(""))
+                    ));
+                }
+                r
             })?;
             // Histogram samples.
             for s in &m.series {
@@ -1551,39 +1722,76 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                         continue;
                     }
                     let pts = &s.hpts[a..b];
-                    if pts.len() < 2 {
+                    let sts = st_win(&s.hsts, a, b);
+                    let n = pts.len();
+                    // One sample is enough when its start timestamp lies in the range.
+                    if n < 2 && sts.is_empty() {
                         continue;
                     }
-                    let (r, warns) = histogram_rate(pts, is_counter);
-                    for w in warns {
-                        if w == RECONCILED_SUB {
-                            ev.annotate(w.to_string());
-                        } else {
-                            ev.warn(format!("{w}{}", model::go_quote(&mname)));
+                    let mut r = None;
+                    if n > 1 {
+                        let (res, warns) = histogram_rate(pts, sts, is_counter);
+                        for w in warns {
+                            if w == RECONCILED_SUB {
+                                ev.annotate(w.to_string());
+                            } else {
+                                ev.warn(format!("{w}{}", model::go_quote(&mname)));
+                            }
+                        }
+                        match res {
+                            Some(x) => r = Some(x),
+                            None => continue,
                         }
                     }
-                    let Some(r) = r else { continue };
                     let first = &pts[0];
-                    let last = &pts[pts.len() - 1];
+                    let last = &pts[n - 1];
                     let range_start = ends[st] - range;
                     let mut dur_to_start = (first.0 - range_start) as f64 / 1000.0;
                     let mut dur_to_end = (ends[st] - last.0) as f64 / 1000.0;
-                    let sampled = (last.0 - first.0) as f64 / 1000.0;
-                    let avg_between = sampled / (pts.len() - 1) as f64;
+                    let mut sampled = (last.0 - first.0) as f64 / 1000.0;
+                    let avg_between = if n > 1 { sampled / (n - 1) as f64 } else { 0.0 };
                     let threshold = avg_between * 1.1;
-                    if dur_to_start >= threshold {
-                        dur_to_start = avg_between / 2.0;
-                    }
-                    if is_counter && r.count > 0.0 && first.1.count >= 0.0 {
-                        let dz = sampled * (first.1.count / r.count);
-                        if dz < dur_to_start {
-                            dur_to_start = dz;
+                    let r = match sts.first() {
+                        // The first sample's start timestamp lies in the range:
+                        // assume a zero sample there instead of extrapolating left.
+                        Some(&st0)
+                            if is_counter && st0 != 0 && st0 > range_start && st0 < first.0 =>
+                        {
+                            dur_to_start = 0.0;
+                            sampled = (last.0 - st0) as f64 / 1000.0;
+                            match r {
+                                None => first.1.clone(),
+                                Some(r) => match crate::hist::add(&r, &first.1, 1.0) {
+                                    Ok(x) => x,
+                                    Err(_) => {
+                                        ev.warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}", model::go_quote(&mname)));
+                                        continue;
+                                    }
+                                },
+                            }
                         }
-                    }
+                        _ => {
+                            let Some(r) = r else { continue };
+                            if dur_to_start >= threshold {
+                                dur_to_start = avg_between / 2.0;
+                            }
+                            if is_counter && r.count > 0.0 && first.1.count >= 0.0 {
+                                let dz = sampled * (first.1.count / r.count);
+                                if dz < dur_to_start {
+                                    dur_to_start = dz;
+                                }
+                            }
+                            r
+                        }
+                    };
                     if dur_to_end >= threshold {
                         dur_to_end = avg_between / 2.0;
                     }
-                    let mut factor = (sampled + dur_to_start + dur_to_end) / sampled;
+                    let mut factor = if sampled != 0.0 {
+                        (sampled + dur_to_start + dur_to_end) / sampled
+                    } else {
+                        1.0
+                    };
                     if is_rate {
                         factor /= range as f64 / 1000.0;
                     }
@@ -1626,28 +1834,38 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     ev,
                     &m,
                     false,
-                    |ev, fl, hs, _, labels| instant_value_mixed(ev, fl, hs, is_rate, labels),
+                    |ev, w, _, labels| {
+                        instant_value_mixed(ev, w.fl, w.hs, w.fst, w.hst, is_rate, labels)
+                    },
                 )?));
             }
-            Ok(V::Vector(over_matrix(ev, &m, false, |_, p, _, _| {
-                if p.len() < 2 {
-                    return None;
-                }
-                let (last, prev) = (p[p.len() - 1], p[p.len() - 2]);
-                let mut r = if is_rate && last.1 < prev.1 {
-                    last.1
-                } else {
-                    last.1 - prev.1
-                };
-                let interval = last.0 - prev.0;
-                if interval == 0 {
-                    return None;
-                }
-                if is_rate {
-                    r /= interval as f64 / 1000.0;
-                }
-                Some(r)
-            })?))
+            Ok(V::Vector(over_matrix_st(
+                ev,
+                &m,
+                false,
+                |_, p, sts, _, _| {
+                    let n = p.len();
+                    if n < 2 {
+                        return None;
+                    }
+                    let (last, prev) = (p[n - 1], p[n - 2]);
+                    let st_reset =
+                        !sts.is_empty() && is_st_reset(sts[n - 2], prev.0, sts[n - 1], last.0);
+                    let mut r = if is_rate && (last.1 < prev.1 || st_reset) {
+                        last.1
+                    } else {
+                        last.1 - prev.1
+                    };
+                    let interval = last.0 - prev.0;
+                    if interval == 0 {
+                        return None;
+                    }
+                    if is_rate {
+                        r /= interval as f64 / 1000.0;
+                    }
+                    Some(r)
+                },
+            )?))
         }
         "deriv" => {
             let m = arg_matrix(ev, c, 0, ts)?;
@@ -1679,23 +1897,38 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
                     ev,
                     &m,
                     false,
-                    |_, fl, hs, _, _| Some(Out::F(resets_changes(fl, hs, resets))),
+                    |_, w, _, _| Some(Out::F(resets_changes(w.fl, w.hs, w.fst, w.hst, resets))),
                 )?));
             }
-            Ok(V::Vector(over_matrix(ev, &m, false, |_, p, _, _| {
-                let mut count = 0.0;
-                for w in p.windows(2) {
-                    let (a, b) = (w[0].1, w[1].1);
-                    if resets {
-                        if b < a {
+            Ok(V::Vector(over_matrix_st(
+                ev,
+                &m,
+                false,
+                |_, p, sts, _, _| {
+                    let mut count = 0.0;
+                    if resets && !sts.is_empty() {
+                        for i in 1..p.len() {
+                            if p[i].1 < p[i - 1].1
+                                || is_st_reset(sts[i - 1], p[i - 1].0, sts[i], p[i].0)
+                            {
+                                count += 1.0;
+                            }
+                        }
+                        return Some(count);
+                    }
+                    for w in p.windows(2) {
+                        let (a, b) = (w[0].1, w[1].1);
+                        if resets {
+                            if b < a {
+                                count += 1.0;
+                            }
+                        } else if a != b && !(a.is_nan() && b.is_nan()) {
                             count += 1.0;
                         }
-                    } else if a != b && !(a.is_nan() && b.is_nan()) {
-                        count += 1.0;
                     }
-                }
-                Some(count)
-            })?))
+                    Some(count)
+                },
+            )?))
         }
         "avg_over_time"
         | "sum_over_time"
@@ -1874,5 +2107,62 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
             })))
         }
         _ => err(format!("function \"{name}\" is not supported")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_timestamp_resets() {
+        // Unknown, after the sample, or equal to it (OTel's unknown start): no reset.
+        assert!(!is_st_reset(10, 100, 0, 200));
+        assert!(!is_st_reset(10, 100, 201, 200));
+        assert!(!is_st_reset(10, 100, 200, 200));
+        // Before the previous sample (a cumulative series): no reset.
+        assert!(!is_st_reset(10, 100, 10, 200));
+        assert!(!is_st_reset(10, 100, 99, 200));
+        // After the previous sample: reset.
+        assert!(is_st_reset(10, 100, 101, 200));
+        assert!(is_st_reset(0, 100, 199, 200));
+        // At the previous sample: a delta series if the previous start is known.
+        assert!(is_st_reset(50, 100, 100, 200));
+        assert!(!is_st_reset(0, 100, 100, 200));
+        assert!(!is_st_reset(100, 100, 100, 200));
+        assert!(!is_st_reset(150, 100, 100, 200));
+    }
+
+    #[test]
+    fn start_timestamp_overlaps() {
+        assert!(st_overlap(0, 100, 50));
+        assert!(st_overlap(10, 100, 99));
+        assert!(!st_overlap(10, 100, 10)); // cumulative: same start
+        assert!(!st_overlap(10, 100, 100)); // delta: starts at the previous sample
+        assert!(!st_overlap(10, 100, 0)); // unknown
+    }
+
+    #[test]
+    fn rate_without_start_timestamps_is_unchanged() {
+        let pts = [(10_000, 3.0), (70_000, 8.0), (130_000, 2.0), (190_000, 6.0)];
+        let mut o = false;
+        let plain = extrapolated_rate(&pts, &[], 240_000, 300_000, true, true, &mut o);
+        let zero = extrapolated_rate(&pts, &[0; 4], 240_000, 300_000, true, true, &mut o);
+        assert_eq!(plain, zero);
+        assert!(!o);
+        // Increase 3 + 8 (reset) = 11 over 180s sampled, extrapolated by half an
+        // interval (30s) to the left (the range start is 70s away, beyond the 66s
+        // threshold; the zero point 49s away is further) and 50s to the end.
+        let want = 11.0 * (180.0 + 30.0 + 50.0) / 180.0 / 300.0;
+        assert!((plain.unwrap() - want).abs() < 1e-12, "{plain:?}");
+        // One sample alone gives nothing without a start timestamp in range.
+        assert_eq!(
+            extrapolated_rate(&pts[..1], &[], 240_000, 300_000, true, false, &mut o),
+            None
+        );
+        assert_eq!(
+            extrapolated_rate(&pts[..1], &[5_000], 240_000, 300_000, true, false, &mut o),
+            Some(3.0)
+        );
     }
 }

@@ -20,11 +20,13 @@ mod info;
 pub mod promqltest;
 mod queryable;
 mod value;
+mod window;
 
 pub use blocks::BlockQueryable;
 pub use engine::{CancelToken, Engine, EngineOpts};
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
 pub use value::{QueryResult, RangeSeries, Sample, Value};
+pub use window::WindowFilter;
 
 /// Errors of query parsing and evaluation; the texts are Prometheus's.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -3,7 +3,9 @@
 //! Supports `load` (with the expanding value notation, `_`, `stale`, and native
 //! histogram literals `{{schema:… sum:… buckets:[…] …}}` with their `{{a}}+{{b}}xN`
 //! expansion), `load_with_nhcb` (classic histograms also loaded as native
-//! histograms with custom buckets), `clear`, `eval instant`, `eval range`, the
+//! histograms with custom buckets), start timestamp lines (`metric{..}@st <offsets>`
+//! before the series' own line, or a bare `@st <offsets>` default for the rest of
+//! the `load`), `clear`, `eval instant`, `eval range`, the
 //! `expect` lines and the deprecated `eval_fail`/`eval_warn`/`eval_info`/
 //! `eval_ordered` forms. Expected histograms compare like promqltest's
 //! `compareNativeHistogram`. Which evals to skip, and which files must pass,
@@ -90,6 +92,9 @@ struct EvalCmd {
 enum Cmd {
     Load {
         series: Vec<(Labels, Vec<SeqVal>)>,
+        /// Per series (parallel to `series`), the start timestamp offset of each
+        /// value (`None` for none); empty when the series has no `@st` line.
+        sts: Vec<Vec<Option<i64>>>,
         step: i64,
         nhcb: bool,
     },
@@ -259,6 +264,151 @@ fn parse_metric(s: &str) -> Option<(Labels, &str)> {
         return None;
     }
     Some((Labels::from_pairs(pairs), &s[i..]))
+}
+
+/// Whether a `load` line gives start timestamps: its first word (the metric, or
+/// nothing) ends in `@st`.
+fn is_st_line(line: &str) -> bool {
+    let l = line.trim();
+    match l.find([' ', '\t']) {
+        Some(k) => l[..k].ends_with("@st"),
+        None => false,
+    }
+}
+
+/// Parses `metric{..}@st <offsets>` (metric `Some`) or `@st <offsets>` (`None`).
+fn parse_st_line(line: &str) -> Result<(Option<Labels>, Vec<Option<i64>>), String> {
+    let l = line.trim();
+    let k = l
+        .find([' ', '\t'])
+        .ok_or("invalid @st line: missing value sequence")?;
+    let metric = l[..k].strip_suffix("@st").unwrap_or(&l[..k]);
+    let offs = parse_st_sequence(&l[k + 1..]).map_err(|e| format!("invalid @st sequence: {e}"))?;
+    if metric.is_empty() {
+        return Ok((None, offs));
+    }
+    match parse_metric(metric) {
+        Some((m, rest)) if rest.trim().is_empty() => Ok((Some(m), offs)),
+        _ => Err(format!("invalid @st line metric {metric:?}")),
+    }
+}
+
+/// Parses the offsets of an `@st` line, as promqltest does: `_` and `_xN`
+/// (omitted), `*` and `*xN` (the last offset again, 1 and N+1 times), `<dur>`,
+/// `<dur>xN` (N+1 times), and `<dur>+<dur>xN` / `<dur>-<dur>xN` (N+1 offsets
+/// stepping by the second duration). Durations may be signed; milliseconds out.
+fn parse_st_sequence(s: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut out: Vec<Option<i64>> = Vec::new();
+    let count = |n: &str| -> Result<usize, String> {
+        n.parse::<usize>()
+            .map_err(|_| format!("invalid repeat count {n:?}"))
+    };
+    for item in s.split_whitespace() {
+        let prev = out.iter().rev().find_map(|x| *x).unwrap_or(0);
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("_x") {
+            let n = count(n)?;
+            if n == 0 {
+                return Err(format!("invalid ST item {item:?}: invalid repeat count"));
+            }
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        if item == "*" {
+            out.push(Some(prev));
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("*x") {
+            out.extend(std::iter::repeat_n(Some(prev), count(n)? + 1));
+            continue;
+        }
+        let bad = |e: String| format!("invalid ST item {item:?}: {e}");
+        let (base, rest) = parse_duration_prefix(item).map_err(bad)?;
+        if rest.is_empty() {
+            out.push(Some(base));
+            continue;
+        }
+        if let Some(n) = rest.strip_prefix('x') {
+            out.extend(std::iter::repeat_n(Some(base), count(n).map_err(bad)? + 1));
+            continue;
+        }
+        let neg = match rest.as_bytes()[0] {
+            b'+' => false,
+            b'-' => true,
+            c => {
+                return Err(bad(format!(
+                    "unexpected character {:?} after duration",
+                    c as char
+                )))
+            }
+        };
+        let (delta, rest) = parse_duration_prefix(&rest[1..])
+            .map_err(|e| bad(format!("invalid step duration: {e}")))?;
+        let delta = if neg { -delta } else { delta };
+        let n = rest
+            .strip_prefix('x')
+            .ok_or_else(|| bad("expected 'x<count>' after step duration".into()))?;
+        let n = count(n).map_err(bad)?;
+        let mut o = base;
+        for _ in 0..=n {
+            out.push(Some(o));
+            o += delta;
+        }
+    }
+    Ok(out)
+}
+
+/// A signed single-unit Prometheus duration (`-30s`, `+1m`, `59999ms`, `0`) at
+/// the start of `s`, in milliseconds, and the rest of `s` (which starts at the
+/// first character that is neither digit nor unit letter; `x` is never a unit).
+fn parse_duration_prefix(s: &str) -> Result<(i64, &str), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let neg = match b.first() {
+        None => return Err("empty duration".into()),
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    let ds = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == ds {
+        return Err(format!("expected digits in duration {s:?}"));
+    }
+    let us = i;
+    while i < b.len() && b[i].is_ascii_alphabetic() && b[i] != b'x' {
+        i += 1;
+    }
+    let digits = &s[ds..us];
+    let mult: i64 = match &s[us..i] {
+        "" if digits == "0" => 0,
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
+        _ => return Err(format!("invalid duration {:?}", &s[ds..i])),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {:?}", &s[ds..i]))?;
+    let ms = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("duration {:?} out of range", &s[ds..i]))?;
+    Ok((if neg { -ms } else { ms }, &s[i..]))
 }
 
 fn parse_number(s: &str) -> Option<f64> {
@@ -521,16 +671,64 @@ fn parse_file(src: &str) -> Result<Vec<Cmd>, String> {
             let step = parse_duration(l.split_whitespace().nth(1).unwrap_or(""))
                 .ok_or_else(|| format!("line {}: bad load step", i + 1))?;
             let mut series = Vec::new();
+            let mut sts = Vec::new();
+            // A pending `metric@st` line (its line number, metric and offsets), and
+            // the default offsets of a bare `@st` line.
+            let mut pending: Option<(usize, Labels, Vec<Option<i64>>)> = None;
+            let mut default_st: Vec<Option<i64>> = Vec::new();
             i += 1;
             while i < lines.len() && !lines[i].is_empty() {
+                if is_st_line(&lines[i]) {
+                    if let Some((l, _, _)) = &pending {
+                        return Err(format!("line {l}: @st line has no following sample line"));
+                    }
+                    let (m, offs) =
+                        parse_st_line(&lines[i]).map_err(|e| format!("line {}: {e}", i + 1))?;
+                    match m {
+                        None => default_st = offs,
+                        Some(m) => pending = Some((i + 1, m, offs)),
+                    }
+                    i += 1;
+                    continue;
+                }
                 let (m, rest) =
                     parse_metric(&lines[i]).ok_or_else(|| format!("line {}: bad series", i + 1))?;
                 let vals =
                     parse_values(rest).ok_or_else(|| format!("line {}: bad values", i + 1))?;
+                let offs = match pending.take() {
+                    Some((l, pm, offs)) => {
+                        if pm != m {
+                            return Err(format!(
+                                "line {l}: @st metric does not match the following sample line metric"
+                            ));
+                        }
+                        if offs.len() != vals.len() {
+                            return Err(format!(
+                                "line {l}: @st line has {} values but sample line has {}",
+                                offs.len(),
+                                vals.len()
+                            ));
+                        }
+                        offs
+                    }
+                    None if !default_st.is_empty() => (0..vals.len())
+                        .map(|k| default_st[k % default_st.len()])
+                        .collect(),
+                    None => Vec::new(),
+                };
                 series.push((m, vals));
+                sts.push(offs);
                 i += 1;
             }
-            cmds.push(Cmd::Load { series, step, nhcb });
+            if let Some((l, _, _)) = pending {
+                return Err(format!("line {l}: @st line has no following sample line"));
+            }
+            cmds.push(Cmd::Load {
+                series,
+                sts,
+                step,
+                nhcb,
+            });
         } else if word.starts_with("eval") {
             let line_no = i + 1;
             let mut cmd = EvalCmd {
@@ -847,7 +1045,12 @@ pub fn run_file(name: &str, src: &str, cfg: &Config) -> FileReport {
                 store.clear();
                 has_hist = false;
             }
-            Cmd::Load { series, step, nhcb } => {
+            Cmd::Load {
+                series,
+                sts,
+                step,
+                nhcb,
+            } => {
                 if nhcb {
                     has_hist = true;
                 }
@@ -856,26 +1059,38 @@ pub fn run_file(name: &str, src: &str, cfg: &Config) -> FileReport {
                         store.add(labels, &[], &hs);
                     }
                 }
-                for (labels, vals) in series {
+                for ((labels, vals), offs) in series.into_iter().zip(sts) {
                     let mut floats = Vec::new();
                     let mut hists = Vec::new();
+                    let (mut fsts, mut hsts) = (Vec::new(), Vec::new());
                     for (i, v) in vals.iter().enumerate() {
                         let t = i as i64 * step;
+                        // The start timestamp: the sample's time plus its offset.
+                        let st = offs.get(i).copied().flatten().map_or(0, |o| t + o);
                         match v {
-                            SeqVal::Float(f) => floats.push((t, *f)),
+                            SeqVal::Float(f) => {
+                                floats.push((t, *f));
+                                fsts.push(st);
+                            }
                             SeqVal::Stale => {
-                                floats.push((t, f64::from_bits(model::STALE_NAN_BITS)))
+                                floats.push((t, f64::from_bits(model::STALE_NAN_BITS)));
+                                fsts.push(st);
                             }
                             SeqVal::Histogram(h) => {
                                 has_hist = true;
                                 hists.push((t, (**h).clone()));
+                                hsts.push(st);
                             }
                             SeqVal::Omitted => {}
                         }
                     }
-                    store.add(labels.clone(), &floats, &[]);
-                    if !hists.is_empty() {
-                        store.add(labels, &[], &hists);
+                    if offs.is_empty() {
+                        store.add(labels.clone(), &floats, &[]);
+                        if !hists.is_empty() {
+                            store.add(labels, &[], &hists);
+                        }
+                    } else {
+                        store.add_with_start_timestamps(labels, &floats, &fsts, &hists, &hsts);
                     }
                 }
             }
@@ -1207,6 +1422,73 @@ mod tests {
     use super::*;
 
     #[test]
+    fn start_timestamp_offsets_parse_like_promqltest() {
+        let ms = |v: &[i64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        assert_eq!(
+            parse_st_sequence("-30s-1mx2 0-1mx1 1ms +1m -0msx1").unwrap(),
+            ms(&[-30_000, -90_000, -150_000, 0, -60_000, 1, 60_000, 0, 0])
+        );
+        assert_eq!(
+            parse_st_sequence("_ _x2 -59999msx1 * *x1 5s+2sx2").unwrap(),
+            vec![
+                None,
+                None,
+                None,
+                Some(-59_999),
+                Some(-59_999),
+                Some(-59_999),
+                Some(-59_999),
+                Some(-59_999),
+                Some(5_000),
+                Some(7_000),
+                Some(9_000)
+            ]
+        );
+        for bad in ["5", "1q", "1m*", "1m+1s", "1m+1sy2", "_x0", "-", "x3"] {
+            assert!(parse_st_sequence(bad).is_err(), "{bad}");
+        }
+        assert!(is_st_line(r#"m{a="b"}@st 1 2"#));
+        assert!(is_st_line("@st -1m"));
+        assert!(!is_st_line("m 1 2"));
+        assert!(!is_st_line("m@st"));
+        let (m, offs) = parse_st_line(r#"m{a="b"}@st  _ 0"#).unwrap();
+        assert_eq!(m, Some(Labels::from_pairs([("__name__", "m"), ("a", "b")])));
+        assert_eq!(offs, vec![None, Some(0)]);
+        assert_eq!(parse_st_line("@st 1s").unwrap(), (None, vec![Some(1000)]));
+        assert!(parse_st_line("m{@st 1s").is_err());
+    }
+
+    #[test]
+    fn start_timestamp_lines_attach_to_the_next_series() {
+        let src = "load 1m\n  @st -1s\n  a 1 2\n  b@st _ -1m\n  b 3 4\n  c 5\n";
+        let cmds = parse_file(src).unwrap();
+        let Cmd::Load { series, sts, .. } = &cmds[0] else {
+            panic!("not a load")
+        };
+        assert_eq!(series.len(), 3);
+        // The bare `@st` line is the default for series without their own.
+        assert_eq!(sts[0], vec![Some(-1000), Some(-1000)]);
+        assert_eq!(sts[1], vec![None, Some(-60_000)]);
+        assert_eq!(sts[2], vec![Some(-1000)]);
+        for (bad, msg) in [
+            ("load 1m\n  b@st 1s\n  c 1\n", "does not match"),
+            (
+                "load 1m\n  b@st 1s 2s\n  b 1\n",
+                "has 2 values but sample line has 1",
+            ),
+            ("load 1m\n  b 1\n  b@st 1s\n", "no following sample line"),
+            (
+                "load 1m\n  b@st 1s\n  c@st 1s\n  c 1\n",
+                "no following sample line",
+            ),
+            ("load 1m\n  b@st 1q\n  b 1\n", "invalid @st sequence"),
+        ] {
+            let e = parse_file(bad).err().unwrap_or_default();
+            assert!(e.contains(msg), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn values_expand() {
         let v = parse_values("1+2x3 _ stale _x2 -1-1x1 5x2").unwrap();
         assert_eq!(v.len(), 4 + 1 + 1 + 2 + 2 + 3);
@@ -1244,7 +1526,10 @@ mod tests {
     fn nhcb_conversion() {
         let src = "load_with_nhcb 1m\n  h_bucket{le=\"1\"} 1 2\n  h_bucket{le=\"+Inf\"} 3 5\n  h_sum 4 8\n";
         let cmds = parse_file(src).unwrap();
-        let Cmd::Load { series, step, nhcb } = &cmds[0] else {
+        let Cmd::Load {
+            series, step, nhcb, ..
+        } = &cmds[0]
+        else {
             panic!("not a load")
         };
         assert!(nhcb);

@@ -464,6 +464,9 @@ async fn differential_against_prometheus_2_42() {
         ),
         (base + HOUR + 5 * SECOND, base + 2 * HOUR, 17 * SECOND),
         (base, base + 6 * HOUR + 10 * MINUTE, 5 * MINUTE),
+        // Longer than most ranges and the lookback: the engine reads only the samples
+        // in the windows (`SelectHints::window`).
+        (base + HOUR + 7 * SECOND, base + 6 * HOUR, 23 * MINUTE),
     ];
 
     // No extrapolating window in QUERIES is longer than 1h.

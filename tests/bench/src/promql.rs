@@ -5,7 +5,8 @@
 //! Data: the demo fleet (45 series per instance, 30 s scrape interval) written as
 //! 1-day blocks; Prometheus runs with 2h min/max block duration so that it does not
 //! compact them during the run. Scales: `PROMQL_BENCH_SCALES` (default
-//! `1k,10k,100k`).
+//! `1k,10k,100k`); query spans: `PROMQL_BENCH_SPANS` (default `1h,1d,7d`; the data
+//! covers the longest chosen); runs per query: `PROMQL_BENCH_RUNS` (default 5).
 
 use std::time::Instant;
 
@@ -73,25 +74,27 @@ struct Scale {
     spans: &'static [(&'static str, i64, i64)],
 }
 
+const SPANS: &[(&str, i64, i64)] = &[
+    ("1h", HOUR, 15 * SECOND),
+    ("1d", DAY, 5 * MINUTE),
+    ("7d", 7 * DAY, 30 * MINUTE),
+];
+
 const SCALES: &[Scale] = &[
     Scale {
         name: "1k",
         instances: 22,
-        spans: &[
-            ("1h", HOUR, 15 * SECOND),
-            ("1d", DAY, 5 * MINUTE),
-            ("7d", 7 * DAY, 30 * MINUTE),
-        ],
+        spans: SPANS,
     },
     Scale {
         name: "10k",
         instances: 222,
-        spans: &[("1h", HOUR, 15 * SECOND), ("1d", DAY, 5 * MINUTE)],
+        spans: SPANS,
     },
     Scale {
         name: "100k",
         instances: 2222,
-        spans: &[("1h", HOUR, 15 * SECOND)],
+        spans: SPANS,
     },
 ];
 
@@ -195,6 +198,11 @@ pub fn bench_promql() -> Result<()> {
         .split(',')
         .map(str::to_string)
         .collect();
+    let spans: Vec<String> = std::env::var("PROMQL_BENCH_SPANS")
+        .unwrap_or_else(|_| "1h,1d,7d".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let runs: usize = std::env::var("PROMQL_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -212,7 +220,13 @@ pub fn bench_promql() -> Result<()> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&data)?;
-        let longest = sc.spans.iter().map(|s| s.1).max().unwrap_or(HOUR);
+        let sc_spans: Vec<(&str, i64, i64)> = sc
+            .spans
+            .iter()
+            .copied()
+            .filter(|s| spans.iter().any(|w| w == s.0))
+            .collect();
+        let longest = sc_spans.iter().map(|s| s.1).max().unwrap_or(HOUR);
         let base = 1_700_000_000_000 / DAY * DAY;
         // An hour before the first query span for ranges and subqueries; samples at
         // 137 ms past a second.
@@ -243,7 +257,7 @@ pub fn bench_promql() -> Result<()> {
                 "--query.max-samples=500000000",
             ],
         )?;
-        for &(span_name, span, step) in sc.spans {
+        for &(span_name, span, step) in &sc_spans {
             let end = base + HOUR + longest;
             let start = end - span;
             let range = (start, end, step);
