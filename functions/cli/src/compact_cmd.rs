@@ -93,15 +93,15 @@ pub async fn run_pass(
     c: &compact::Compactor,
     deadline_ms: Option<i64>,
 ) -> anyhow::Result<serde_json::Value> {
-    let r = c.run_pass_until(deadline_ms).await?;
+    let r = c.run_pass_until(deadline_ms).await?.summary();
     tracing::info!(
         skipped = r.skipped,
-        compacted = r.compacted.len(),
-        downsampled = r.downsampled.len(),
-        marked_for_deletion = r.marked_for_deletion.len(),
-        deleted = r.deleted.len(),
-        partial_deleted = r.partial_deleted.len(),
-        marked_no_compact = r.marked_no_compact.len(),
+        compacted = r.compacted,
+        downsampled = r.downsampled,
+        marked_for_deletion = r.marked_for_deletion,
+        deleted = r.deleted,
+        partial_deleted = r.partial_deleted,
+        marked_no_compact = r.marked_no_compact,
         errors = r.errors.len(),
         deadline_reached = r.deadline_reached,
         "compaction pass done"
@@ -109,17 +109,7 @@ pub async fn run_pass(
     for e in &r.errors {
         tracing::warn!(error = %e, "pass error (retried next pass)");
     }
-    Ok(serde_json::json!({
-        "skipped": r.skipped,
-        "compacted": r.compacted.len(),
-        "downsampled": r.downsampled.len(),
-        "marked_for_deletion": r.marked_for_deletion.len(),
-        "deleted": r.deleted.len(),
-        "partial_deleted": r.partial_deleted.len(),
-        "marked_no_compact": r.marked_no_compact.len(),
-        "errors": r.errors,
-        "deadline_reached": r.deadline_reached,
-    }))
+    Ok(serde_json::to_value(r)?)
 }
 
 /// The lease holder: host name and data dir, so that a compactor restarted in

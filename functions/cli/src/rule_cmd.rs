@@ -360,14 +360,7 @@ async fn run_knative(
                     axum::http::StatusCode::OK,
                     format!(
                         "{}\n",
-                        serde_json::json!({
-                            "at": now,
-                            "evaluated": report.evaluated.len(),
-                            "samples": report.appended,
-                            "alerts_sent": report.alerts_sent,
-                            "lost_race": report.lost_race,
-                            "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-                        })
+                        serde_json::to_string(&report.summary(now, &blocks)).unwrap_or_default()
                     ),
                 )
             }

@@ -24,5 +24,5 @@ pub mod progress;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hooks::{Phase, PhaseHook, Progress};
 pub use merge::DedupFunc;
-pub use pass::{CompactConfig, Compactor, Metrics, PassError, PassReport};
+pub use pass::{CompactConfig, Compactor, Metrics, PassError, PassReport, PassSummary};
 pub use plan::{GroupKey, Retention};

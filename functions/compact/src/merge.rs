@@ -279,66 +279,7 @@ pub fn merge_series_chunks_with(
     Ok(out)
 }
 
-/// Penalty when no previous sample is known (Thanos's `initialPenalty`, ms).
-const INITIAL_PENALTY: i64 = 5000;
-
-/// Merges two replicas of one series (samples sorted by time) as Thanos's
-/// `dedupSeriesIterator` does: take the earlier sample of the two, and make the
-/// other replica skip samples within twice the gap since the last chosen sample
-/// (5 s at the start). A gap in one replica is filled by the other; the result
-/// keeps the sampling rate of one replica.
-///
-/// The querier has the same algorithm (`functions/query/src/dedup.rs`); function
-/// crates may not import each other, so it is repeated here. It belongs in a
-/// shared crate (`shared/model` or a new `shared/dedup`) once someone owns that.
-pub fn penalty_dedup_pair(a: &[(i64, f64)], b: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    if a.is_empty() {
-        return b.to_vec();
-    }
-    if b.is_empty() {
-        return a.to_vec();
-    }
-    fn seek(s: &[(i64, f64)], from: usize, t: i64) -> usize {
-        let mut i = from;
-        while i < s.len() && s[i].0 < t {
-            i += 1;
-        }
-        i
-    }
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut ia, mut ib) = (0usize, 0usize);
-    let (mut pen_a, mut pen_b) = (0i64, 0i64);
-    let mut last_t: Option<i64> = None;
-    loop {
-        let base = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
-        ia = seek(a, ia, base.saturating_add(pen_a));
-        ib = seek(b, ib, base.saturating_add(pen_b));
-        let (aok, bok) = (ia < a.len(), ib < b.len());
-        let take_a = match (aok, bok) {
-            (false, false) => break,
-            (true, false) => true,
-            (false, true) => false,
-            (true, true) => a[ia].0 <= b[ib].0,
-        };
-        let (t, pen_other) = if take_a {
-            (a[ia].0, &mut pen_b)
-        } else {
-            (b[ib].0, &mut pen_a)
-        };
-        if aok && bok {
-            *pen_other = last_t.map_or(INITIAL_PENALTY, |l| 2 * (t - l));
-        }
-        if take_a {
-            pen_a = 0;
-            out.push(a[ia]);
-        } else {
-            pen_b = 0;
-            out.push(b[ib]);
-        }
-        last_t = Some(t);
-    }
-    out
-}
+use model::dedup::penalty_dedup_pair;
 
 /// Why a merge failed: a source block that cannot be read (it should get a
 /// no-compact mark), or anything else (retried next pass).
@@ -596,16 +537,5 @@ mod tests {
         assert_eq!(got, want);
         let ts: Vec<i64> = got.iter().map(|s| s.0).collect();
         assert!(ts.windows(2).all(|w| w[1] - w[0] >= 15_000), "{ts:?}");
-    }
-
-    #[test]
-    fn penalty_dedup_pair_matches_the_querier_cases() {
-        let pts = |ts: &[i64], v: f64| ts.iter().map(|&t| (t, v)).collect::<Vec<_>>();
-        // Identical replicas: one sample per scrape.
-        let a = pts(&[0, 15_000, 30_000], 1.0);
-        assert_eq!(penalty_dedup_pair(&a, &a), a);
-        // One empty replica.
-        assert_eq!(penalty_dedup_pair(&a, &[]), a);
-        assert_eq!(penalty_dedup_pair(&[], &a), a);
     }
 }

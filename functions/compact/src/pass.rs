@@ -164,6 +164,38 @@ pub struct PassReport {
     pub deadline_reached: bool,
 }
 
+/// A pass's report in numbers, as the entry points answer and log it (JSON keys
+/// are the field names).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PassSummary {
+    pub skipped: bool,
+    pub compacted: usize,
+    pub downsampled: usize,
+    pub marked_for_deletion: usize,
+    pub deleted: usize,
+    pub partial_deleted: usize,
+    pub marked_no_compact: usize,
+    pub errors: Vec<String>,
+    pub deadline_reached: bool,
+}
+
+impl PassReport {
+    /// The counts of what the pass did, and its errors.
+    pub fn summary(&self) -> PassSummary {
+        PassSummary {
+            skipped: self.skipped,
+            compacted: self.compacted.len(),
+            downsampled: self.downsampled.len(),
+            marked_for_deletion: self.marked_for_deletion.len(),
+            deleted: self.deleted.len(),
+            partial_deleted: self.partial_deleted.len(),
+            marked_no_compact: self.marked_no_compact.len(),
+            errors: self.errors.clone(),
+            deadline_reached: self.deadline_reached,
+        }
+    }
+}
+
 /// A group's plan and its outcome (`None`: not started, past the deadline).
 type GroupResult = (
     GroupKey,

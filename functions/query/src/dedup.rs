@@ -11,64 +11,9 @@ use std::collections::BTreeMap;
 use model::{FloatHistogram, Labels};
 use promql::Series;
 
-/// Penalty when no previous sample is known (Thanos's `initialPenalty`, ms).
-const INITIAL_PENALTY: i64 = 5000;
-
-/// Merges two replicas of one series (samples sorted by time) into one.
-pub fn dedup_pair<T: Clone>(a: &[(i64, T)], b: &[(i64, T)]) -> Vec<(i64, T)> {
-    if a.is_empty() {
-        return b.to_vec();
-    }
-    if b.is_empty() {
-        return a.to_vec();
-    }
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut ia, mut ib) = (0usize, 0usize);
-    let (mut pen_a, mut pen_b) = (0i64, 0i64);
-    let mut last_t: Option<i64> = None;
-    // Seek: first index at or after `from` whose time is >= t (never backwards).
-    fn seek<T>(s: &[(i64, T)], from: usize, t: i64) -> usize {
-        let mut i = from;
-        while i < s.len() && s[i].0 < t {
-            i += 1;
-        }
-        i
-    }
-    loop {
-        let base = last_t.map_or(i64::MIN, |t| t.saturating_add(1));
-        ia = seek(a, ia, base.saturating_add(pen_a));
-        ib = seek(b, ib, base.saturating_add(pen_b));
-        let (aok, bok) = (ia < a.len(), ib < b.len());
-        if !aok && !bok {
-            break;
-        }
-        if !aok {
-            last_t = Some(b[ib].0);
-            pen_b = 0;
-            out.push(b[ib].clone());
-            continue;
-        }
-        if !bok {
-            last_t = Some(a[ia].0);
-            pen_a = 0;
-            out.push(a[ia].clone());
-            continue;
-        }
-        let (ta, tb) = (a[ia].0, b[ib].0);
-        if ta <= tb {
-            pen_b = last_t.map_or(INITIAL_PENALTY, |l| 2 * (ta - l));
-            pen_a = 0;
-            last_t = Some(ta);
-            out.push(a[ia].clone());
-        } else {
-            pen_a = last_t.map_or(INITIAL_PENALTY, |l| 2 * (tb - l));
-            pen_b = 0;
-            last_t = Some(tb);
-            out.push(b[ib].clone());
-        }
-    }
-    out
-}
+/// Merges two replicas of one series (samples sorted by time) into one (see
+/// [`model::dedup::penalty_dedup_pair`]).
+pub use model::dedup::penalty_dedup_pair as dedup_pair;
 
 /// Deduplicates `series` (any order): replica labels are removed, and the series
 /// then equal are merged replica by replica (in the order of their full label
@@ -116,38 +61,6 @@ mod tests {
 
     fn pts(ts: &[i64], v: f64) -> Vec<(i64, f64)> {
         ts.iter().map(|&t| (t, v)).collect()
-    }
-
-    #[test]
-    fn identical_replicas_keep_one_sample_per_scrape() {
-        let a = pts(&[0, 15_000, 30_000, 45_000], 1.0);
-        let b = pts(&[1_000, 16_000, 31_000, 46_000], 2.0);
-        let got = dedup_pair(&a, &b);
-        assert_eq!(got, a);
-    }
-
-    #[test]
-    fn gap_in_one_replica_is_filled_by_the_other() {
-        // a misses 30s..75s; b is offset by 1s.
-        let a = pts(&[0, 15_000, 90_000, 105_000], 1.0);
-        let b = pts(
-            &[
-                1_000, 16_000, 31_000, 46_000, 61_000, 76_000, 91_000, 106_000,
-            ],
-            2.0,
-        );
-        let got = dedup_pair(&a, &b);
-        let ts: Vec<i64> = got.iter().map(|p| p.0).collect();
-        // After 15s, b's 31s sample lies within the 2x15s penalty and is
-        // skipped; a is penalised after b takes over and ends (as in Thanos).
-        assert_eq!(ts, vec![0, 15_000, 46_000, 61_000, 76_000, 91_000, 106_000]);
-    }
-
-    #[test]
-    fn one_empty_replica() {
-        let a = pts(&[1, 2, 3], 1.0);
-        assert_eq!(dedup_pair(&a, &[]), a);
-        assert_eq!(dedup_pair(&[], &a), a);
     }
 
     #[test]

@@ -144,42 +144,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 
 /// Prometheus's `model.ParseDuration` (`1h30m`, units y w d h m s ms), in ms.
 pub fn parse_prom_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut total: i64 = 0;
-    let mut next_unit = 0;
-    while !rest.is_empty() {
-        let n = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        let v: i64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..u];
-        rest = &rest[u..];
-        let idx = UNITS.iter().position(|(name, _)| *name == unit)?;
-        if idx < next_unit {
-            return None;
-        }
-        next_unit = idx + 1;
-        total = total.checked_add(v.checked_mul(UNITS[idx].1)?)?;
-    }
-    Some(total)
+    model::parse_duration_ms(s)
 }
 
 /// Prometheus's API `parseDuration` (float seconds or a duration), in ms.

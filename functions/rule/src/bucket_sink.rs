@@ -46,15 +46,6 @@ fn storage(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }
 
-fn labels_hash(labels: &Labels) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in labels.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// The ruler's pending samples in the bucket.
 #[derive(Clone)]
 pub struct BucketSink {
@@ -68,7 +59,7 @@ impl BucketSink {
     /// Pending samples of the ruler with `labels`, cut into blocks of
     /// `block_duration_ms`.
     pub fn new(store: Arc<dyn ObjectStore>, labels: Labels, block_duration_ms: i64) -> Self {
-        let prefix = format!("aether/rule/{:016x}/pending", labels_hash(&labels));
+        let prefix = format!("{}/pending", crate::ruler::ruler_prefix(&labels));
         BucketSink {
             store,
             labels,
@@ -150,7 +141,10 @@ impl BucketSink {
     /// pending objects it holds.
     async fn upload_range(&self, range: i64, tmp: &Path) -> Result<(Ulid, Vec<ObjPath>)> {
         // The same range and ruler always make the same ULID.
-        let ulid = Ulid::from_parts(range as u64, u128::from(labels_hash(&self.labels)));
+        let ulid = Ulid::from_parts(
+            range as u64,
+            u128::from(crate::ruler::labels_hash(&self.labels)),
+        );
         let prefix = ObjPath::from(format!("{}/{range}", self.prefix));
         let objects: Vec<_> = self
             .store

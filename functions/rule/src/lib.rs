@@ -38,7 +38,7 @@ pub mod template;
 mod yaml;
 
 pub use head::Head;
-pub use ruler::{Ruler, RulerConfig, TickReport};
+pub use ruler::{EvaluatedGroup, Ruler, RulerConfig, TickReport, TickSummary};
 
 /// Errors of the ruler library.
 #[derive(Debug, thiserror::Error)]

@@ -114,15 +114,25 @@ pub struct BucketStateStore {
     key: ObjPath,
 }
 
-/// The state object of a ruler with `labels`: `aether/rule/<hash>/state.json`.
-pub fn state_key(labels: &Labels) -> String {
-    // FNV-1a over the labels' text: stable across builds and platforms.
+/// A hash of a ruler's labels naming its objects in the bucket: FNV-1a over the
+/// labels' text, stable across builds and platforms.
+pub(crate) fn labels_hash(labels: &Labels) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in labels.to_string().bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("aether/rule/{h:016x}/state.json")
+    h
+}
+
+/// The bucket prefix of a ruler with `labels`: `aether/rule/<hash>`.
+pub(crate) fn ruler_prefix(labels: &Labels) -> String {
+    format!("aether/rule/{:016x}", labels_hash(labels))
+}
+
+/// The state object of a ruler with `labels`: `aether/rule/<hash>/state.json`.
+pub fn state_key(labels: &Labels) -> String {
+    format!("{}/state.json", ruler_prefix(labels))
 }
 
 impl BucketStateStore {
@@ -256,6 +266,50 @@ pub struct TickReport {
     pub alerts_sent: usize,
     /// Another tick saved its state first; this one recorded and sent nothing.
     pub lost_race: bool,
+}
+
+/// One group evaluated by a tick, in a [`TickSummary`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvaluatedGroup {
+    pub group: String,
+    /// The evaluation time (slot), ms.
+    pub slot: i64,
+}
+
+/// A tick's answer, as the Knative and Lambda entry points return it (JSON keys are
+/// the field names).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TickSummary {
+    /// When the tick ran, ms.
+    pub at: i64,
+    pub evaluated: Vec<EvaluatedGroup>,
+    /// Samples recorded.
+    pub samples: usize,
+    pub alerts_sent: usize,
+    pub lost_race: bool,
+    /// Blocks cut and uploaded by the tick.
+    pub blocks: Vec<String>,
+}
+
+impl TickReport {
+    /// The tick's answer: this report, its time and the blocks it cut.
+    pub fn summary(&self, at: i64, blocks: &[ulid::Ulid]) -> TickSummary {
+        TickSummary {
+            at,
+            evaluated: self
+                .evaluated
+                .iter()
+                .map(|(group, slot)| EvaluatedGroup {
+                    group: group.clone(),
+                    slot: *slot,
+                })
+                .collect(),
+            samples: self.appended,
+            alerts_sent: self.alerts_sent,
+            lost_race: self.lost_race,
+            blocks: blocks.iter().map(|b| b.to_string()).collect(),
+        }
+    }
 }
 
 /// The ruler handler.

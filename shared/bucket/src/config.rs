@@ -270,46 +270,12 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Durat
 /// Parses a Prometheus duration: `1h30m`, `90s`, `500ms`, `2d`, `1w`, `1y`, `0`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
     if s.is_empty() {
         return Err("empty duration".into());
     }
-    let mut total_ms: u128 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(format!("invalid duration {s:?}"));
-        }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let ms: u128 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
-        };
-        total_ms = total_ms
-            .checked_add(
-                n.checked_mul(ms)
-                    .ok_or_else(|| format!("duration {s:?} too large"))?,
-            )
-            .ok_or_else(|| format!("duration {s:?} too large"))?;
-    }
-    u64::try_from(total_ms)
-        .map(Duration::from_millis)
-        .map_err(|_| format!("duration {s:?} too large"))
+    model::parse_duration_ms(s)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .ok_or_else(|| format!("invalid duration {s:?} (units y w d h m s ms, largest first)"))
 }
 
 /// Replaces `$(VAR)` and `${VAR}` (VAR of letters, digits and `_`) with `lookup(VAR)`;

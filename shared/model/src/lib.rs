@@ -2,11 +2,14 @@
 //! Prometheus semantics, samples, and the Go-compatible text forms that Prometheus
 //! tools print. Pure data and logic: no I/O.
 
+pub mod dedup;
+mod duration;
 mod gofmt;
 mod histogram;
 mod labels;
 mod matcher;
 
+pub use duration::{format_duration_ms, parse_duration_ms};
 pub use gofmt::{format_go_float, go_quote};
 pub use histogram::{bucket_upper_bound, CounterResetHint, FloatHistogram, Histogram, Span};
 pub use labels::{Label, Labels, METRIC_NAME};

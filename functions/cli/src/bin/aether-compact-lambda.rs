@@ -74,21 +74,12 @@ fn main() -> std::process::ExitCode {
                 let r = c
                     .run_pass_until(Some(deadline.saturating_sub(margin)))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.to_string())?
+                    .summary();
                 for e in &r.errors {
                     tracing::warn!(error = %e, "pass error (retried next pass)");
                 }
-                Ok(serde_json::json!({
-                    "skipped": r.skipped,
-                    "compacted": r.compacted.len(),
-                    "downsampled": r.downsampled.len(),
-                    "marked_for_deletion": r.marked_for_deletion.len(),
-                    "deleted": r.deleted.len(),
-                    "partial_deleted": r.partial_deleted.len(),
-                    "marked_no_compact": r.marked_no_compact.len(),
-                    "errors": r.errors,
-                    "deadline_reached": r.deadline_reached,
-                }))
+                serde_json::to_value(r).map_err(|e| e.to_string())
             }
         })
         .await?;

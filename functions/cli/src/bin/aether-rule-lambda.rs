@@ -152,14 +152,7 @@ fn main() -> std::process::ExitCode {
                     .cut(now, grace, &tmp.join("blocks"))
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(serde_json::json!({
-                    "at": now,
-                    "evaluated": report.evaluated.iter().map(|(g, t)| serde_json::json!({"group": g, "slot": t})).collect::<Vec<_>>(),
-                    "samples": report.appended,
-                    "alerts_sent": report.alerts_sent,
-                    "lost_race": report.lost_race,
-                    "blocks": blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-                }))
+                serde_json::to_value(report.summary(now, &blocks)).map_err(|e| e.to_string())
             }
         })
         .await?;
