@@ -13,6 +13,7 @@ use promql_parser::parser::{
 };
 
 use crate::queryable::{Queryable, SelectHints, Series};
+use crate::samples::{self, Counter, RangeProf};
 use crate::value::{QueryResult, RangeSeries, Sample, Value};
 use crate::{Error, Result};
 
@@ -410,6 +411,21 @@ pub(crate) struct Evaluator {
     deadline: Instant,
     cancel: Option<CancelToken>,
     ticks: u32,
+    /// Prometheus's sample accounting (see [`crate::samples`]).
+    pub(crate) samples: Counter,
+    /// Nodes Prometheus evaluates once and duplicates over the steps.
+    invariant: std::collections::HashSet<usize>,
+    /// Inside such a node: only the first step is accounted.
+    one_step: bool,
+    /// End of the current evaluation (the query's, or a subquery's inner end).
+    tl_end: i64,
+    /// The node being evaluated is an argument of a `rangeEval` node, which
+    /// counts its samples per step (`gatherVector`): it pushes them on `gather`.
+    want_counts: bool,
+    gather: Vec<Vec<i64>>,
+    /// Windows of the matrix selectors and subqueries evaluated, for the
+    /// function that consumes them.
+    profiles: Vec<RangeProf>,
 }
 
 impl Evaluator {
@@ -457,11 +473,13 @@ impl Evaluator {
         self.data.remove(&key).unwrap_or_default()
     }
 
-    pub fn check_samples(&self, per_step: &[usize]) -> Result<()> {
-        if per_step.iter().any(|&n| n > self.opts.max_samples) {
-            return Err(Error::TooManySamples);
+    /// How many of `len` steps the sample accounting covers.
+    fn nsteps(&self, len: usize) -> usize {
+        if self.one_step {
+            len.min(1)
+        } else {
+            len
         }
-        Ok(())
     }
 
     fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
@@ -483,6 +501,151 @@ impl Evaluator {
 
     pub fn eval(&mut self, e: &Expr, ts: &[i64]) -> Result<V> {
         self.check()?;
+        if ts.len() > 1 && !self.one_step && self.invariant.contains(&addr(e)) {
+            return self.eval_invariant(e, ts);
+        }
+        match e {
+            Expr::NumberLiteral(_) | Expr::Binary(_) => self.range_eval(e, ts),
+            Expr::Call(c) => match c.func.name {
+                // These hand their argument's samples through.
+                "label_replace" | "label_join" | "info" => self.eval_raw(e, ts),
+                _ if has_range_arg(c) => self.range_call(c, ts),
+                _ => self.range_eval(e, ts),
+            },
+            Expr::Aggregate(a) if a.op.to_string() == "count_values" => self.range_eval(e, ts),
+            Expr::Aggregate(a) => self.aggregate(e, a.op.to_string(), ts),
+            _ => self.eval_raw(e, ts),
+        }
+    }
+
+    /// Prometheus's `StepInvariantExpr`: the node is evaluated at the first step
+    /// only, its samples read once per step, and its result duplicated.
+    fn eval_invariant(&mut self, e: &Expr, ts: &[i64]) -> Result<V> {
+        let n = ts.len() as i64;
+        let saved_total = std::mem::take(&mut self.samples.total);
+        self.one_step = true;
+        let r = self.eval(e, ts);
+        self.one_step = false;
+        let child = self.samples.total;
+        self.samples.total = saved_total + n * child;
+        let v = r?;
+        if !matches!(unparen(e), Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+            let first = samples::matrix_total(&v, 1);
+            if first > 0 {
+                self.samples.add((n - 1) * first)?;
+            }
+        }
+        Ok(v)
+    }
+
+    /// A node Prometheus evaluates with `rangeEval`: its arguments' samples are
+    /// gathered per step and its results accumulate.
+    fn range_eval(&mut self, e: &Expr, ts: &[i64]) -> Result<V> {
+        let cur0 = self.samples.cur;
+        let want = std::mem::replace(&mut self.want_counts, true);
+        let mark = self.gather.len();
+        let r = self.eval_raw(e, ts);
+        self.want_counts = want;
+        let gathered: Vec<Vec<i64>> = self.gather.drain(mark..).collect();
+        let v = r?;
+        let n = self.nsteps(ts.len());
+        let sz = samples::sizes(&v, ts.len(), n);
+        let c = self.samples.cur;
+        let (mut acc, mut top, mut any) = (0i64, c, false);
+        for st in 0..n {
+            let g: i64 = gathered.iter().filter_map(|x| x.get(st)).sum();
+            let w = sz.weight[st];
+            any |= g + w > 0;
+            top = top.max(c + acc + g + w);
+            acc += w;
+        }
+        if any {
+            self.samples.reach(top)?;
+        }
+        self.samples.cur = cur0 + sz.total;
+        self.samples.see(self.samples.cur);
+        if want {
+            self.gather.push(sz.present);
+        }
+        Ok(v)
+    }
+
+    /// An aggregation (`rangeEvalAgg`): no new samples while aggregating; the
+    /// input is released for the result afterwards.
+    fn aggregate(&mut self, e: &Expr, op: String, ts: &[i64]) -> Result<V> {
+        let cur0 = self.samples.cur;
+        let want = std::mem::replace(&mut self.want_counts, false);
+        let r = self.eval_raw(e, ts);
+        self.want_counts = want;
+        let v = r?;
+        let n = self.nsteps(ts.len());
+        let k_family = matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio");
+        if n > 1 || (n == 1 && !k_family) {
+            let c = self.samples.cur;
+            self.samples.reach(c)?;
+        }
+        let sz = samples::sizes(&v, if want { ts.len() } else { 0 }, n);
+        let total = if want {
+            sz.total
+        } else {
+            samples::matrix_total(&v, n)
+        };
+        self.samples.cur = cur0 + total;
+        self.samples.see(self.samples.cur);
+        if want {
+            self.gather.push(sz.present);
+        }
+        Ok(v)
+    }
+
+    /// A function over a range vector: per input series, its window buffer is
+    /// held while the series is processed, and the outputs accumulate.
+    fn range_call(&mut self, c: &parser::Call, ts: &[i64]) -> Result<V> {
+        let want = std::mem::replace(&mut self.want_counts, false);
+        let mark = self.profiles.len();
+        let r = crate::funcs::eval_call(self, c, ts);
+        self.want_counts = want;
+        let prof = if self.profiles.len() > mark {
+            self.profiles.pop()
+        } else {
+            None
+        };
+        self.profiles.truncate(mark);
+        let v = r?;
+        let n = self.nsteps(ts.len());
+        if let Some(p) = prof {
+            let outs: Vec<i64> = if c.func.name == "absent_over_time" {
+                p.series.iter().map(|s| s.nonempty).collect()
+            } else {
+                samples::out_counts(&p, &v, n)
+            };
+            let c0 = self.samples.cur;
+            let (mut base, mut top, mut any) = (c0, c0, false);
+            for (sp, &o) in p.series.iter().zip(outs.iter()) {
+                if sp.max_w > 0 {
+                    top = top.max(base + sp.max_w);
+                    any = true;
+                }
+                if o > 0 {
+                    top = top.max(base + sp.last_w + o);
+                    any = true;
+                }
+                base += o;
+            }
+            if any {
+                self.samples.reach(top)?;
+            }
+            self.samples.total += p.total;
+            self.samples.cur = base - p.release;
+        }
+        if want {
+            self.gather.push(samples::sizes(&v, ts.len(), n).present);
+        }
+        Ok(v)
+    }
+
+    /// The node's own evaluation (its accounting is done by [`Evaluator::eval`]).
+    fn eval_raw(&mut self, e: &Expr, ts: &[i64]) -> Result<V> {
         match e {
             Expr::NumberLiteral(n) => Ok(V::Scalar(vec![n.val; ts.len()])),
             Expr::StringLiteral(s) => Ok(V::Str(s.val.clone())),
@@ -538,7 +701,10 @@ impl Evaluator {
             detect_hints(&mut data);
         }
         let mut out = Vec::with_capacity(data.len());
-        let mut per_step = vec![0usize; ts.len()];
+        let mut per_step = vec![0i64; ts.len()];
+        let n_acct = self.nsteps(ts.len());
+        // Histogram weight beyond one sample each, over the accounted steps.
+        let mut hist_extra = 0i64;
         let sorted = eff.windows(2).all(|w| w[0] <= w[1]);
         for s in data.into_iter() {
             self.check()?;
@@ -618,6 +784,11 @@ impl Evaluator {
                 if val.is_some() || hval.is_some() {
                     any = true;
                     per_step[i] += 1;
+                    if let Some(h) = &hval {
+                        if i < n_acct {
+                            hist_extra += samples::hpoint_size(h) - 1;
+                        }
+                    }
                 }
                 v.push(val);
                 if hval.is_some() && hv.is_empty() {
@@ -636,7 +807,18 @@ impl Evaluator {
                 });
             }
         }
-        self.check_samples(&per_step)?;
+        // `evalSeries` holds every sample it produces; `timestamp()` over a
+        // selector reads them per step inside its `rangeEval` (one each).
+        let read: i64 = per_step[..n_acct].iter().sum();
+        if what == SelOut::Value {
+            self.samples.total += read + hist_extra;
+            self.samples.add(read + hist_extra)?;
+        } else {
+            self.samples.total += read;
+        }
+        if self.want_counts {
+            self.gather.push(per_step);
+        }
         Ok(out)
     }
 
@@ -647,8 +829,9 @@ impl Evaluator {
         if self.stats.contains(&addr(&ms.vs)) {
             detect_hints(&mut data);
         }
-        let mut out = Vec::with_capacity(data.len());
-        let mut per_step = vec![0usize; ts.len()];
+        let mut out: Vec<MS> = Vec::with_capacity(data.len());
+        let mut prof = RangeProf::default();
+        let n_acct = self.nsteps(ts.len());
         for s in data.into_iter() {
             self.check()?;
             let has_fst = s.float_start_timestamps().is_some();
@@ -671,20 +854,9 @@ impl Evaluator {
             } else {
                 windows(&hpts, &eff, range)
             };
-            let mut any = false;
-            for (i, w) in win.iter().enumerate() {
-                if w.1 > w.0 {
-                    any = true;
-                    per_step[i] += w.1 - w.0;
-                }
-            }
-            for (i, w) in hwin.iter().enumerate() {
-                if w.1 > w.0 {
-                    any = true;
-                    per_step[i] += w.1 - w.0;
-                }
-            }
+            let any = win.iter().chain(hwin.iter()).any(|w| w.1 > w.0);
             if any {
+                prof.add_series(&s.labels, &win, &hpts, &hwin, n_acct);
                 out.push(MS {
                     hpts,
                     hwin,
@@ -697,7 +869,7 @@ impl Evaluator {
                 });
             }
         }
-        self.check_samples(&per_step)?;
+        self.profiles.push(prof);
         Ok(MatrixV {
             series: out,
             range,
@@ -716,9 +888,17 @@ impl Evaluator {
             return err("zero or negative subquery step");
         }
         let mint = eff.iter().copied().min().unwrap_or(0) - range;
-        let maxt = eff.iter().copied().max().unwrap_or(0);
+        // Prometheus runs the inner steps up to the end of the enclosing
+        // evaluation (not its last step); the steps past the last window change
+        // no value, but they are samples held.
+        let maxt = match self.at_time(&sq.at) {
+            Some(_) => eff.iter().copied().max().unwrap_or(0),
+            None => self.tl_end - offset_ms(&sq.offset),
+        }
+        .max(eff.iter().copied().max().unwrap_or(0));
+        // The first step-aligned time after `mint` (as Prometheus).
         let mut start = step * (mint / step);
-        if start < mint {
+        if start <= mint {
             start += step;
         }
         let mut inner_ts = Vec::new();
@@ -730,7 +910,26 @@ impl Evaluator {
                 return Err(Error::TooManySamples);
             }
         }
-        let inner = self.eval(&sq.expr, &inner_ts)?;
+        // The inner evaluation has its own steps; the samples it reads count
+        // only when the subquery is the query itself (Prometheus counts a
+        // function's windows instead).
+        let saved_total = std::mem::take(&mut self.samples.total);
+        let saved_one = std::mem::replace(&mut self.one_step, false);
+        let saved_want = std::mem::replace(&mut self.want_counts, false);
+        let saved_end = std::mem::replace(&mut self.tl_end, maxt);
+        let inner = self.eval(&sq.expr, &inner_ts);
+        self.tl_end = saved_end;
+        let inner_total = std::mem::replace(&mut self.samples.total, saved_total);
+        self.one_step = saved_one;
+        self.want_counts = saved_want;
+        let inner = inner?;
+        let mut prof = RangeProf {
+            release: samples::matrix_total(&inner, inner_ts.len()),
+            inner_total,
+            subquery: true,
+            ..Default::default()
+        };
+        let n_acct = self.nsteps(ts.len());
         let series: Vec<(RawSeries, Vec<(i64, FloatHistogram)>)> = match inner {
             V::Scalar(v) => vec![(
                 (
@@ -759,7 +958,6 @@ impl Evaluator {
             _ => return err("subquery is only allowed on instant vector or scalar"),
         };
         let mut out = Vec::new();
-        let mut per_step = vec![0usize; ts.len()];
         for ((labels, drop, pts), hpts) in series {
             let win = windows(&pts, &eff, range);
             let hwin = if hpts.is_empty() {
@@ -767,14 +965,9 @@ impl Evaluator {
             } else {
                 windows(&hpts, &eff, range)
             };
-            let mut any = false;
-            for (i, w) in win.iter().chain(hwin.iter()).enumerate() {
-                if w.1 > w.0 {
-                    any = true;
-                    per_step[i % eff.len()] += w.1 - w.0;
-                }
-            }
+            let any = win.iter().chain(hwin.iter()).any(|w| w.1 > w.0);
             if any {
+                prof.add_series(&labels, &win, &hpts, &hwin, n_acct);
                 // Subqueries drop start timestamps (as Prometheus does).
                 out.push(MS {
                     hpts,
@@ -788,7 +981,7 @@ impl Evaluator {
                 });
             }
         }
-        self.check_samples(&per_step)?;
+        self.profiles.push(prof);
         Ok(MatrixV {
             series: out,
             range,
@@ -1125,6 +1318,21 @@ impl Evaluator {
             }
         }
     }
+}
+
+fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        _ => e,
+    }
+}
+
+/// Whether a call takes a range vector (Prometheus's `matrixArg`).
+fn has_range_arg(c: &parser::Call) -> bool {
+    c.args
+        .args
+        .iter()
+        .any(|a| matches!(unparen(a), Expr::MatrixSelector(_) | Expr::Subquery(_)))
 }
 
 /// One (many, one) pair of a vector-matching step; a missing side is filled.
@@ -1561,8 +1769,25 @@ impl Engine {
             deadline,
             cancel,
             ticks: 63,
+            samples: Counter::new(self.opts.max_samples),
+            invariant: samples::step_invariant_nodes(&expr),
+            one_step: false,
+            tl_end: end,
+            want_counts: false,
+            gather: Vec::new(),
+            profiles: Vec::new(),
         };
         let v = ev.eval(&expr, &ts)?;
+        // A range vector as the query: a matrix selector holds its windows; a
+        // subquery's inner samples count.
+        if let Some(p) = ev.profiles.pop() {
+            if p.subquery {
+                ev.samples.total += p.inner_total;
+            } else {
+                ev.samples.total += p.first;
+                ev.samples.add(p.first)?;
+            }
+        }
         if is_range && is_sort_call(&expr) {
             ev.warn(
                 "sort is ineffective for range queries since results are always ordered by labels"
@@ -1574,6 +1799,7 @@ impl Engine {
             value,
             warnings: ev.warnings,
             infos: ev.infos,
+            stats: ev.samples.stats(),
         })
     }
 }

@@ -1955,8 +1955,10 @@ pub(crate) fn eval_call(ev: &mut Evaluator, c: &Call, ts: &[i64]) -> Result<V> {
             })?))
         }
         "quantile_over_time" => {
-            let q = arg_scalar(ev, c, 0, ts)?;
+            // The range argument first: Prometheus evaluates a subquery there
+            // before the other arguments (this orders the samples held).
             let m = arg_matrix(ev, c, 1, ts)?;
+            let q = arg_scalar(ev, c, 0, ts)?;
             mixed_range_info(ev, &m);
             if let Some(&bad) = q.iter().find(|q| q.is_nan() || !(0.0..=1.0).contains(*q)) {
                 if !m.series.is_empty() {

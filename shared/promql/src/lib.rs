@@ -8,7 +8,9 @@
 //! once (step-vectorised: range windows slide over the fetched samples).
 //!
 //! [`Engine::instant_query`] and [`Engine::range_query`] return a [`QueryResult`]
-//! with the value and Prometheus's warnings and infos. The [`promqltest`] module
+//! with the value, Prometheus's warnings and infos, and its sample statistics
+//! ([`QueryStats`]: the peak of samples held, which `max_samples` limits as
+//! Prometheus does, and the samples read). The [`promqltest`] module
 //! runs Prometheus's PromQL test scripts against the engine.
 
 mod aggr;
@@ -19,12 +21,14 @@ mod hist;
 mod info;
 pub mod promqltest;
 mod queryable;
+mod samples;
 mod value;
 mod window;
 
 pub use blocks::BlockQueryable;
 pub use engine::{CancelToken, Engine, EngineOpts};
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
+pub use samples::QueryStats;
 pub use value::{QueryResult, RangeSeries, Sample, Value};
 pub use window::WindowFilter;
 

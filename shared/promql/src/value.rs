@@ -39,4 +39,6 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Texts start with `PromQL info: `.
     pub infos: Vec<String>,
+    /// Samples held at the peak and read in total, as Prometheus counts them.
+    pub stats: crate::samples::QueryStats,
 }
