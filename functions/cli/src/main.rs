@@ -11,6 +11,12 @@ mod store_cmd;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: large query buffers are reused instead of being returned to the
+/// kernel and faulted in again (a third off some PromQL range queries at 100k
+/// series; docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "aether",

@@ -1,6 +1,6 @@
 //! Aggregation operators.
 
-use std::collections::HashMap;
+use crate::engine::HashMap;
 
 use model::{format_go_float, FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -191,7 +191,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
     };
 
     // Groups, in order of first appearance.
-    let mut gidx: HashMap<Labels, usize> = HashMap::new();
+    let mut gidx: HashMap<Labels, usize> = HashMap::default();
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
     for (i, s) in input.iter().enumerate() {
         let key = group_labels(&s.labels, by, &names);
@@ -344,7 +344,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
         }
         "count_values" => {
             let mut out: Vec<VS> = Vec::new();
-            let mut oidx: HashMap<Labels, usize> = HashMap::new();
+            let mut oidx: HashMap<Labels, usize> = HashMap::default();
             for st in 0..n {
                 for (gl, members) in &groups {
                     for &i in members {

@@ -1,6 +1,9 @@
 //! Planning (which data each selector needs), fetching, and step-vectorised evaluation.
 
-use std::collections::HashMap;
+/// Hash maps keyed by label sets, with a fast non-cryptographic hasher.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Hash sets with the same hasher.
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -227,7 +230,7 @@ struct Planner {
     sub_step: i64,
     fetches: Vec<Fetch>,
     /// Selectors read for histogram statistics (see [`stats_selectors`]).
-    stats: std::collections::HashSet<usize>,
+    stats: HashSet<usize>,
     /// How many subqueries enclose the node being planned: selectors under one are
     /// evaluated at the subquery's steps, not the query's.
     subquery_depth: u32,
@@ -405,7 +408,7 @@ pub(crate) struct Evaluator {
     /// `histogram_sum` or `histogram_avg`): their histogram samples get counter
     /// reset hints from explicit detection, like Prometheus's
     /// `HistogramStatsIterator`.
-    stats: std::collections::HashSet<usize>,
+    stats: HashSet<usize>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
     deadline: Instant,
@@ -414,7 +417,7 @@ pub(crate) struct Evaluator {
     /// Prometheus's sample accounting (see [`crate::samples`]).
     pub(crate) samples: Counter,
     /// Nodes Prometheus evaluates once and duplicates over the steps.
-    invariant: std::collections::HashSet<usize>,
+    invariant: HashSet<usize>,
     /// Inside such a node: only the first step is accounted.
     one_step: bool,
     /// End of the current evaluation (the query's, or a subquery's inner end).
@@ -1057,7 +1060,7 @@ impl Evaluator {
         let rsig: Vec<Labels> = rhs.iter().map(|s| sig(&s.labels)).collect();
         match op {
             "and" | "unless" => {
-                let mut rmap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                let mut rmap: HashMap<&Labels, Vec<usize>> = HashMap::default();
                 for (j, s) in rsig.iter().enumerate() {
                     rmap.entry(s).or_default().push(j);
                 }
@@ -1087,7 +1090,7 @@ impl Evaluator {
                 Ok(out)
             }
             "or" => {
-                let mut lmap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                let mut lmap: HashMap<&Labels, Vec<usize>> = HashMap::default();
                 for (i, s) in lsig.iter().enumerate() {
                     lmap.entry(s).or_default().push(i);
                 }
@@ -1141,12 +1144,12 @@ impl Evaluator {
                 } else {
                     (&lhs, &rhs, &lsig, &rsig)
                 };
-                let mut omap: HashMap<&Labels, Vec<usize>> = HashMap::new();
+                let mut omap: HashMap<&Labels, Vec<usize>> = HashMap::default();
                 for (j, s) in osig.iter().enumerate() {
                     omap.entry(s).or_default().push(j);
                 }
                 let mut out: Vec<VS> = Vec::new();
-                let mut out_idx: HashMap<Labels, usize> = HashMap::new();
+                let mut out_idx: HashMap<Labels, usize> = HashMap::default();
                 // Per "many" series: its match group on the "one" side, and the
                 // output series of its last (many, one) pair.
                 let mgroup: Vec<Option<&Vec<usize>>> = msig.iter().map(|s| omap.get(s)).collect();
@@ -1157,7 +1160,7 @@ impl Evaluator {
                     .filter(|(_, g)| g.len() > 1)
                     .map(|(k, g)| (*k, g))
                     .collect();
-                let mut mcount: HashMap<&Labels, usize> = HashMap::new();
+                let mut mcount: HashMap<&Labels, usize> = HashMap::default();
                 for sg in msig.iter() {
                     *mcount.entry(sg).or_default() += 1;
                 }
@@ -1196,8 +1199,7 @@ impl Evaluator {
                             ));
                         }
                     }
-                    let mut matched: std::collections::HashSet<&Labels> =
-                        std::collections::HashSet::new();
+                    let mut matched: HashSet<&Labels> = HashSet::default();
                     // Output series of filled pairs are looked up by labels.
                     const FILLED: usize = usize::MAX;
                     let mut pairs: Vec<PairIn<'_>> = Vec::new();
@@ -1346,7 +1348,7 @@ struct PairIn<'a> {
 /// Collects the selectors whose nearest enclosing histogram function is
 /// `histogram_count`, `histogram_sum` or `histogram_avg` (Prometheus's
 /// `detectHistogramStatsDecoding`); binary operators and subqueries start afresh.
-fn stats_selectors(e: &Expr, stats: bool, out: &mut std::collections::HashSet<usize>) {
+fn stats_selectors(e: &Expr, stats: bool, out: &mut HashSet<usize>) {
     match e {
         Expr::VectorSelector(vs) if stats => {
             out.insert(addr(vs));
@@ -1736,7 +1738,7 @@ impl Engine {
             sub_step: dur_ms(&self.opts.default_subquery_step),
             fetches: Vec::new(),
             stats: {
-                let mut set = std::collections::HashSet::new();
+                let mut set = HashSet::default();
                 stats_selectors(&expr, false, &mut set);
                 set
             },
@@ -1753,7 +1755,7 @@ impl Engine {
             r = futures::future::try_join_all(futs) => r?,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => return Err(Error::Timeout),
         };
-        let mut data = HashMap::new();
+        let mut data = HashMap::default();
         for (f, series) in planner.fetches.iter().zip(fetched) {
             data.insert(f.key, series);
         }
@@ -1881,7 +1883,7 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
             V::Str(s) => Value::String { t, v: s },
             V::Vector(vs) => {
                 let mut out = Vec::with_capacity(vs.len());
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::default();
                 for mut s in vs {
                     let h = s.h.get_mut(0).and_then(|x| x.take()).map(|b| *b);
                     if s.v[0].is_none() && h.is_none() {
@@ -1906,7 +1908,7 @@ fn finish(v: V, ts: &[i64], is_range: bool) -> Result<Value> {
             }
             V::Matrix(m) => {
                 let mut out: Vec<RangeSeries> = Vec::new();
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::default();
                 for s in m.series {
                     let (a, b) = s.win[0];
                     let (ha, hb) = s.hwin.first().copied().unwrap_or((0, 0));

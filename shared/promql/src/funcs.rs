@@ -1,6 +1,6 @@
 //! PromQL functions.
 
-use std::collections::HashMap;
+use crate::engine::HashMap;
 
 use model::{format_go_float, FloatHistogram, Labels, MatchType, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
@@ -266,7 +266,7 @@ fn hist_map(vs: &[VS], f: impl Fn(&FloatHistogram, usize) -> Option<f64>) -> Vec
 /// histograms), warning about a missing or malformed `le`.
 fn classic_groups(ev: &mut Evaluator, v: &[VS]) -> Vec<(Labels, Vec<(usize, f64)>)> {
     let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
-    let mut gidx: HashMap<Labels, usize> = HashMap::new();
+    let mut gidx: HashMap<Labels, usize> = HashMap::default();
     for (i, s) in v.iter().enumerate() {
         if !s.v.iter().any(|x| x.is_some()) {
             continue;
@@ -1204,7 +1204,7 @@ fn natural_less(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Checks that no two series share a label set at the same step.
 fn check_unique(vs: &[VS]) -> Result<()> {
-    let mut seen: HashMap<(&Labels, bool), usize> = HashMap::new();
+    let mut seen: HashMap<(&Labels, bool), usize> = HashMap::default();
     for (i, s) in vs.iter().enumerate() {
         if let Some(&j) = seen.get(&(&s.labels, s.drop)) {
             if s.v

@@ -8,7 +8,7 @@
 //! `rangeEval` with `gatherVector`, the range-function loop over
 //! `matrixIterSlice`, `rangeEvalAgg`, subqueries and `StepInvariantExpr`).
 
-use std::collections::HashSet;
+use crate::engine::HashSet;
 
 use model::{FloatHistogram, Labels};
 use promql_parser::parser::Expr;
@@ -339,7 +339,7 @@ fn unparen(e: &Expr) -> &Expr {
 /// The nodes Prometheus wraps in a `StepInvariantExpr` (its `PreprocessExpr`):
 /// evaluated once at the first step and duplicated over the others.
 pub(crate) fn step_invariant_nodes(e: &Expr) -> HashSet<usize> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     if helper(e, &mut out).1 {
         out.insert(addr(e));
     }

@@ -8,6 +8,10 @@ mod promql;
 mod query;
 mod store;
 
+/// The allocator the `aether` binary uses, so that the figures are the product's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
