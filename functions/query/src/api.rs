@@ -358,7 +358,9 @@ impl Querier {
             .engine(p, opts.max_resolution)
             .map_err(|e| (e, vec![]))?;
         let q = StoreQueryable::new(Arc::clone(&self.endpoints), opts);
+        let queued = std::time::Instant::now();
         let _permit = self.gate.acquire().await;
+        let queue_time = queued.elapsed().as_secs_f64();
         let fut = async {
             if step == 0 {
                 engine.instant_query(&q, query, start).await
@@ -374,7 +376,13 @@ impl Querier {
         match r {
             Ok(res) => {
                 warnings.extend(res.warnings);
-                Ok((json::query_data(&res.value), warnings, res.infos))
+                let mut data = json::query_data(&res.value);
+                // As Prometheus: any non-empty `stats` asks for the statistics.
+                if p.get("stats").is_some_and(|s| !s.is_empty()) {
+                    let total = queued.elapsed().as_secs_f64();
+                    json::add_query_stats(&mut data, &res.stats, queue_time, total);
+                }
+                Ok((data, warnings, res.infos))
             }
             Err(e) => Err((ApiError::from_engine(e), warnings)),
         }

@@ -184,6 +184,25 @@ pub fn write_strings<S: AsRef<str>>(out: &mut String, v: &[S]) {
     out.push(']');
 }
 
+/// Appends Prometheus's `stats` object (its `stats=all` answer: timings in
+/// seconds, then sample figures) to a query's `data` object (`query_data`'s text).
+/// `queue` is the time spent waiting for a query slot, `total` the whole execution.
+pub fn add_query_stats(data: &mut String, s: &promql::QueryStats, queue: f64, total: f64) {
+    if !data.ends_with('}') {
+        return;
+    }
+    data.pop();
+    let prepare = s.prepare_time.as_secs_f64();
+    let inner = s.eval_time.as_secs_f64();
+    let _ = write!(
+        data,
+        r#","stats":{{"timings":{{"evalTotalTime":{},"resultSortTime":0,"queryPreparationTime":{prepare},"innerEvalTime":{inner},"execQueueTime":{queue},"execTotalTime":{total}}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}}}"#,
+        prepare + inner,
+        s.total_samples,
+        s.peak_samples,
+    );
+}
+
 /// `{"resultType":..,"result":..}` of a query.
 pub fn query_data(v: &Value) -> String {
     let mut o = String::new();

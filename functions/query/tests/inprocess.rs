@@ -150,6 +150,36 @@ fn instant_query_dedups_replicas() {
     assert!(body.contains(r#""value":[100,"1"]"#), "{body}");
     let (_, body) = f.get("/api/v1/query?query=count(demo)&time=100&dedup=false");
     assert!(body.contains(r#""value":[100,"2"]"#), "{body}");
+
+    // `stats` (any value) adds Prometheus's statistics object, in its key order:
+    // two series each give one sample to count(); Prometheus 3 holds at most those
+    // two at once (its aggregation releases the input as the result is made;
+    // 2.42 held 5: the selector's, their per-step copy and the result).
+    let (code, body) = f.get("/api/v1/query?query=count(demo)&time=100&dedup=false&stats=all");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = &v["data"]["stats"];
+    assert_eq!(stats["samples"]["totalQueryableSamples"], 2, "{body}");
+    assert_eq!(stats["samples"]["peakSamples"], 2, "{body}");
+    let order = [
+        r#""stats":{"timings":{"evalTotalTime":"#,
+        r#","resultSortTime":0,"queryPreparationTime":"#,
+        r#","innerEvalTime":"#,
+        r#","execQueueTime":"#,
+        r#","execTotalTime":"#,
+        r#"},"samples":{"totalQueryableSamples":2,"peakSamples":2}}}}"#,
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|k| body.find(k).unwrap_or(usize::MAX))
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1] && w[1] != usize::MAX),
+        "{body}"
+    );
+    assert!(stats["timings"]["execTotalTime"].as_f64().unwrap() > 0.0);
+    let (_, body) = f.get("/api/v1/query?query=count(demo)&time=100");
+    assert!(!body.contains("stats"), "{body}");
 }
 
 #[test]

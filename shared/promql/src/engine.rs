@@ -1755,6 +1755,7 @@ impl Engine {
             r = futures::future::try_join_all(futs) => r?,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => return Err(Error::Timeout),
         };
+        let prepared = Instant::now();
         let mut data = HashMap::default();
         for (f, series) in planner.fetches.iter().zip(fetched) {
             data.insert(f.key, series);
@@ -1797,11 +1798,14 @@ impl Engine {
             );
         }
         let value = finish(v, &ts, is_range)?;
+        let mut stats = ev.samples.stats();
+        stats.prepare_time = prepared.duration_since(began);
+        stats.eval_time = prepared.elapsed();
         Ok(QueryResult {
             value,
             warnings: ev.warnings,
             infos: ev.infos,
-            stats: ev.samples.stats(),
+            stats,
         })
     }
 }

@@ -23,6 +23,11 @@ pub struct QueryStats {
     pub peak_samples: u64,
     /// Samples read from storage (Prometheus's `totalQueryableSamples`).
     pub total_samples: u64,
+    /// Time spent reading the selectors' series (Prometheus's
+    /// `queryPreparationTime`).
+    pub prepare_time: std::time::Duration,
+    /// Time spent evaluating over the read series (Prometheus's `innerEvalTime`).
+    pub eval_time: std::time::Duration,
 }
 
 /// Prometheus's `FloatHistogram.Size()`: bytes of the struct and its slices.
@@ -306,6 +311,7 @@ impl Counter {
         QueryStats {
             peak_samples: self.peak.max(0) as u64,
             total_samples: self.total.max(0) as u64,
+            ..QueryStats::default()
         }
     }
 }

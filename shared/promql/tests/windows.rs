@@ -76,7 +76,9 @@ async fn pruned_windows_answer_like_full_reads() {
                 .range_query(&full, query, start, end, step)
                 .await
                 .unwrap();
-            assert_eq!(pruned, all, "{query} step {step}");
+            assert_eq!(pruned.value, all.value, "{query} step {step}");
+            assert_eq!(pruned.warnings, all.warnings, "{query} step {step}");
+            assert_eq!(pruned.infos, all.infos, "{query} step {step}");
             if let Value::Matrix(m) = &pruned.value {
                 compared += m.iter().map(|s| s.floats.len()).sum::<usize>();
             }
