@@ -135,36 +135,8 @@ fn parse_signed_duration(s: &str) -> Option<i64> {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut chars = rest.chars().peekable();
-    while chars.peek().is_some() {
-        let mut num = String::new();
-        while let Some(c) = chars.peek().filter(|c| c.is_ascii_digit()) {
-            num.push(*c);
-            chars.next();
-        }
-        let mut unit = String::new();
-        while let Some(c) = chars.peek().filter(|c| c.is_ascii_alphabetic()) {
-            unit.push(*c);
-            chars.next();
-        }
-        let n: i64 = num.parse().ok()?;
-        let mult: i64 = match unit.as_str() {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(mult)?)?;
-    }
-    Some(if neg { -total } else { total })
+    let ms = model::parse_duration_ms(rest)?;
+    Some(if neg { -ms } else { ms })
 }
 
 /// RFC 3339 to ms since the epoch.

@@ -13,6 +13,14 @@ const UNITS: [(&str, u64); 7] = [
     ("ms", 1),
 ];
 
+/// The milliseconds of one duration unit (`ms`, `s`, `m`, `h`, `d`, `w`, `y`).
+pub fn duration_unit_ms(unit: &str) -> Option<i64> {
+    UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .map(|&(_, ms)| ms as i64)
+}
+
 /// Parses a Prometheus duration into milliseconds; `None` when it is not one (or
 /// does not fit in an `i64` of milliseconds).
 pub fn parse_duration_ms(s: &str) -> Option<i64> {

@@ -907,30 +907,9 @@ fn over_matrix(
     keep_name: bool,
     mut f: impl FnMut(&mut Evaluator, &[(i64, f64)], usize, &Labels) -> Option<f64>,
 ) -> Result<Vec<VS>> {
-    let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
-        ev.check()?;
-        let mut v = Vec::with_capacity(s.win.len());
-        let mut any = false;
-        for (st, &(a, b)) in s.win.iter().enumerate() {
-            let r = if b > a {
-                f(ev, &s.pts[a..b], st, &s.labels)
-            } else {
-                None
-            };
-            any |= r.is_some();
-            v.push(r);
-        }
-        if any {
-            out.push(VS {
-                h: Vec::new(),
-                labels: s.labels.clone(),
-                drop: if keep_name { s.drop } else { true },
-                v,
-            });
-        }
-    }
-    Ok(out)
+    over_matrix_st(ev, m, keep_name, |ev, pts, _, st, s| {
+        f(ev, pts, st, &s.labels)
+    })
 }
 
 /// Like [`over_matrix`], also passing each window's start timestamps (empty

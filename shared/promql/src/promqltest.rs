@@ -115,37 +115,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         Some(r) => (true, r),
         None => (false, s),
     };
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if st == i {
-            return None;
-        }
-        let n: i64 = s[st..i].parse().ok()?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &s[us..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total += n * mult;
-    }
+    let total = model::parse_duration_ms(s)?;
     Some(if neg { -total } else { total })
 }
 
@@ -393,14 +363,8 @@ fn parse_duration_prefix(s: &str) -> Result<(i64, &str), String> {
     let digits = &s[ds..us];
     let mult: i64 = match &s[us..i] {
         "" if digits == "0" => 0,
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        "y" => 365 * 86_400_000,
-        _ => return Err(format!("invalid duration {:?}", &s[ds..i])),
+        unit => model::duration_unit_ms(unit)
+            .ok_or_else(|| format!("invalid duration {:?}", &s[ds..i]))?,
     };
     let n: i64 = digits
         .parse()
