@@ -10,6 +10,11 @@
 
 use std::time::Duration;
 
+/// The allocator of every Aether binary (see `main.rs`): query buffers are reused
+/// instead of being returned to the kernel and faulted in again.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The bucket, as every component sees it.
 pub type Bucket = std::sync::Arc<dyn bucket::object_store::ObjectStore>;
 
