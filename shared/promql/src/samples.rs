@@ -16,8 +16,10 @@ use promql_parser::parser::Expr;
 use crate::engine::{addr, V};
 use crate::{Error, Result};
 
-/// Sample figures of one query, as Prometheus reports them under `stats=all`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Sample figures and timings of one query, as Prometheus reports them under
+/// `stats=all`. Equality compares the sample figures only: the timings are
+/// measurements of one run, not part of the answer.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QueryStats {
     /// Most samples held in memory at once (Prometheus's `peakSamples`).
     pub peak_samples: u64,
@@ -29,6 +31,14 @@ pub struct QueryStats {
     /// Time spent evaluating over the read series (Prometheus's `innerEvalTime`).
     pub eval_time: std::time::Duration,
 }
+
+impl PartialEq for QueryStats {
+    fn eq(&self, other: &Self) -> bool {
+        self.peak_samples == other.peak_samples && self.total_samples == other.total_samples
+    }
+}
+
+impl Eq for QueryStats {}
 
 /// Prometheus's `FloatHistogram.Size()`: bytes of the struct and its slices.
 fn histogram_bytes(h: &FloatHistogram) -> i64 {
@@ -409,6 +419,36 @@ fn helper(e: &Expr, out: &mut HashSet<usize>) -> (bool, bool) {
 mod tests {
     use super::*;
     use model::Span;
+
+    #[test]
+    fn stats_equality_ignores_timings() {
+        let a = QueryStats {
+            peak_samples: 3,
+            total_samples: 2,
+            prepare_time: std::time::Duration::from_millis(1),
+            eval_time: std::time::Duration::from_millis(2),
+        };
+        let b = QueryStats {
+            peak_samples: 3,
+            total_samples: 2,
+            ..QueryStats::default()
+        };
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            QueryStats {
+                peak_samples: 4,
+                ..b
+            }
+        );
+        assert_ne!(
+            a,
+            QueryStats {
+                total_samples: 1,
+                ..b
+            }
+        );
+    }
 
     fn hist(buckets: usize) -> FloatHistogram {
         FloatHistogram {
