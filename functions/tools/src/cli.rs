@@ -28,6 +28,20 @@ pub enum ToolsCommand {
     DemoData(DemoArgs),
 }
 
+/// The compactor's retention flags, per resolution (Thanos's names).
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    /// Retention of raw blocks (0d: forever).
+    #[arg(long = "retention.resolution-raw", default_value = "0d")]
+    pub raw: String,
+    /// Retention of 5m-downsampled blocks (0d: forever).
+    #[arg(long = "retention.resolution-5m", default_value = "0d")]
+    pub res_5m: String,
+    /// Retention of 1h-downsampled blocks (0d: forever).
+    #[arg(long = "retention.resolution-1h", default_value = "0d")]
+    pub res_1h: String,
+}
+
 #[derive(Args, Debug)]
 pub struct BucketConfigArgs {
     /// Path to a Thanos objstore YAML file.
@@ -96,15 +110,8 @@ pub enum BucketCommand {
     Retention {
         #[command(flatten)]
         objstore: BucketConfigArgs,
-        /// Retention of raw blocks (0d: forever).
-        #[arg(long = "retention.resolution-raw", default_value = "0d")]
-        raw: String,
-        /// Retention of 5m-downsampled blocks (0d: forever).
-        #[arg(long = "retention.resolution-5m", default_value = "0d")]
-        res_5m: String,
-        /// Retention of 1h-downsampled blocks (0d: forever).
-        #[arg(long = "retention.resolution-1h", default_value = "0d")]
-        res_1h: String,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// Prints (and with --apply sets) an S3 lifecycle configuration that fits the
     /// compactor: incomplete multipart uploads aborted after
@@ -114,19 +121,13 @@ pub enum BucketCommand {
     /// than that move to --transition-storage-class, which must stay readable with
     /// a plain GET (STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR).
     /// GLACIER and DEEP_ARCHIVE are refused: archived objects must be restored
-    /// before a GET, so queries and compaction would fail on them.
+    /// before a GET, so queries and compaction would fail on them. The retentions
+    /// are checked against --transition-after.
     Lifecycle {
         #[command(flatten)]
         objstore: BucketConfigArgs,
-        /// Retention of raw blocks (0d: forever); checked against --transition-after.
-        #[arg(long = "retention.resolution-raw", default_value = "0d")]
-        raw: String,
-        /// Retention of 5m-downsampled blocks (0d: forever).
-        #[arg(long = "retention.resolution-5m", default_value = "0d")]
-        res_5m: String,
-        /// Retention of 1h-downsampled blocks (0d: forever).
-        #[arg(long = "retention.resolution-1h", default_value = "0d")]
-        res_1h: String,
+        #[command(flatten)]
+        retention: RetentionArgs,
         /// Abort multipart uploads still incomplete after this long (whole days,
         /// rounded up; 0d: no such rule).
         #[arg(long = "abort-incomplete-uploads", default_value = "7d")]
@@ -378,9 +379,12 @@ async fn bucket_command(c: BucketCommand) -> crate::Result<()> {
         }
         BucketCommand::Retention {
             objstore,
-            raw,
-            res_5m,
-            res_1h,
+            retention:
+                RetentionArgs {
+                    raw,
+                    res_5m,
+                    res_1h,
+                },
         } => {
             use crate::backfill::parse_duration;
             let cfg = bt::load_config(objstore.file.as_deref(), objstore.inline.as_deref())?;
@@ -400,9 +404,12 @@ async fn bucket_command(c: BucketCommand) -> crate::Result<()> {
         }
         BucketCommand::Lifecycle {
             objstore,
-            raw,
-            res_5m,
-            res_1h,
+            retention:
+                RetentionArgs {
+                    raw,
+                    res_5m,
+                    res_1h,
+                },
             abort_incomplete,
             transition_after,
             storage_class,

@@ -521,7 +521,10 @@ fn bucket_flags_parse_as_thanos_spells_them() {
         "--retention.resolution-raw",
         "30d",
     ]) {
-        BucketCommand::Retention { raw, res_5m, .. } => {
+        BucketCommand::Retention {
+            retention: tools::cli::RetentionArgs { raw, res_5m, .. },
+            ..
+        } => {
             assert_eq!(raw, "30d");
             assert_eq!(res_5m, "0d");
         }
