@@ -224,9 +224,13 @@ pub struct RuleArgs {
     /// Replica labels to deduplicate on in --endpoint mode; repeatable.
     #[arg(long = "query.replica-label")]
     pub query_replica_label: Vec<String>,
-    /// Alertmanager base URL (API v2); repeatable.
+    /// Alertmanager base URL (API v2); repeatable. `dns+http://host:port`,
+    /// `dnssrv+http://_web._tcp.name` and `dnssrvnoa+` are looked up in DNS.
     #[arg(long = "alertmanagers.url")]
     pub alertmanagers_url: Vec<String>,
+    /// How often DNS-discovered Alertmanagers are looked up again.
+    #[arg(long = "alertmanagers.sd-dns-interval", default_value = "30s")]
+    pub alertmanagers_sd_dns_interval: String,
     /// Timeout of one request to an Alertmanager.
     #[arg(long = "alertmanagers.send-timeout", default_value = "10s")]
     pub alertmanagers_send_timeout: String,

@@ -121,10 +121,14 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     if a.alertmanagers_url.is_empty() {
         tracing::warn!("no --alertmanagers.url: alerts are evaluated but sent nowhere");
     }
-    let notifier = Arc::new(AlertmanagerNotifier::new(
-        a.alertmanagers_url.clone(),
-        am_timeout,
-    )?);
+    let am_sd_interval = duration(
+        "alertmanagers.sd-dns-interval",
+        &a.alertmanagers_sd_dns_interval,
+    )?;
+    let notifier = Arc::new(
+        AlertmanagerNotifier::new(a.alertmanagers_url.clone(), am_timeout)?
+            .with_discovery_interval(am_sd_interval),
+    );
 
     let bucket = match (
         &a.objstore.objstore_config_file,

@@ -6,6 +6,10 @@
 //!   addresses, with the record's port;
 //! - `dnssrvnoa+name`: every SRV record's `target:port` as is.
 //!
+//! A name that does not exist or has no records of the type asked for answers
+//! no addresses (as Thanos's resolver: the endpoints are gone); any other
+//! failure is an error, and callers keep their last answer.
+//!
 //! The resolver reads `/etc/resolv.conf` (and `/etc/hosts`); tests point it at
 //! a nameserver of their own. Answers are not cached here: the endpoint set
 //! re-resolves on its own interval and must see changes at once.
@@ -75,11 +79,14 @@ impl Dns {
 
     /// `ip:port` for every address of `host` (an IP literal is returned as is).
     pub async fn lookup_host(&self, host: &str, port: u16) -> Result<Vec<String>, String> {
-        let ips = self
-            .resolver
-            .lookup_ip(host)
-            .await
-            .map_err(|e| format!("resolving {host}: {e}"))?;
+        let ips = match self.resolver.lookup_ip(host).await {
+            Ok(ips) => ips,
+            Err(e) if e.is_no_records_found() => {
+                tracing::debug!(host, "no addresses in DNS");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(format!("resolving {host}: {e}")),
+        };
         let mut v: Vec<String> = ips
             .iter()
             .map(|ip| SocketAddr::new(ip, port).to_string())
@@ -92,11 +99,14 @@ impl Dns {
     /// The `(target, port)` of every SRV record of `name` (target without the
     /// trailing dot).
     pub async fn lookup_srv(&self, name: &str) -> Result<Vec<(String, u16)>, String> {
-        let lookup = self
-            .resolver
-            .srv_lookup(name)
-            .await
-            .map_err(|e| format!("SRV lookup of {name}: {e}"))?;
+        let lookup = match self.resolver.srv_lookup(name).await {
+            Ok(l) => l,
+            Err(e) if e.is_no_records_found() => {
+                tracing::debug!(name, "no SRV records in DNS");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(format!("SRV lookup of {name}: {e}")),
+        };
         let mut v: Vec<(String, u16)> = lookup
             .answers()
             .iter()

@@ -3,87 +3,17 @@
 //! re-resolved when the zone changes, keep their last answer when DNS fails,
 //! and a discovered gRPC store answers Info.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use harness::dns::DnsServer;
 use model::Labels;
 use query::dns::Dns;
 use query::endpoints::{grpc_connector, Health, Intervals};
 use query::EndpointSet;
 use storeapi::grpc::ClientOptions;
 use storeapi::{MemStore, StoreApi};
-
-type Zone = Arc<Mutex<HashMap<(String, RecordType), Vec<RData>>>>;
-
-/// A UDP DNS responder answering from `zone` (NXDOMAIN for unknown names).
-/// Returns its address and a switch that makes it answer SERVFAIL.
-async fn responder(zone: Zone) -> (SocketAddr, Arc<Mutex<bool>>) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let broken = Arc::new(Mutex::new(false));
-    let b = broken.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut resp = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
-            resp.metadata.recursion_desired = q.metadata.recursion_desired;
-            resp.metadata.recursion_available = true;
-            resp.metadata.authoritative = true;
-            for query in &q.queries {
-                resp.add_query(query.clone());
-                let key = (
-                    query.name().to_utf8().trim_end_matches('.').to_string(),
-                    query.query_type(),
-                );
-                if *b.lock().unwrap() {
-                    resp.metadata.response_code = ResponseCode::ServFail;
-                    continue;
-                }
-                let zone = zone.lock().unwrap();
-                match zone.get(&key) {
-                    Some(rdatas) => {
-                        for rd in rdatas {
-                            resp.add_answer(Record::from_rdata(
-                                query.name().clone(),
-                                1,
-                                rd.clone(),
-                            ));
-                        }
-                    }
-                    None if zone.keys().any(|(n, _)| *n == key.0) => {} // NOERROR, no data
-                    None => resp.metadata.response_code = ResponseCode::NXDomain,
-                }
-            }
-            let bytes = resp.to_vec().unwrap();
-            let _ = sock.send_to(&bytes, peer).await;
-        }
-    });
-    (addr, broken)
-}
-
-fn srv(port: u16, target: &str) -> RData {
-    RData::SRV(SRV::new(
-        0,
-        10,
-        port,
-        Name::from_utf8(format!("{target}.")).unwrap(),
-    ))
-}
-
-fn a(ip: [u8; 4]) -> RData {
-    RData::A(A(Ipv4Addr::from(ip)))
-}
 
 const SRV_NAME: &str = "_grpc._tcp.aether-store.monitoring.svc.cluster.local";
 
@@ -102,26 +32,14 @@ async fn addresses(set: &EndpointSet) -> Vec<String> {
 
 #[tokio::test]
 async fn srv_and_a_discovery_follows_the_zone_and_survives_dns_failures() {
-    let zone: Zone = Arc::default();
-    {
-        let mut z = zone.lock().unwrap();
-        z.insert(
-            (SRV_NAME.to_string(), RecordType::SRV),
-            vec![srv(10901, "store-0.test"), srv(10902, "store-1.test")],
-        );
-        z.insert(
-            ("store-0.test".into(), RecordType::A),
-            vec![a([127, 0, 0, 10])],
-        );
-        z.insert(
-            ("store-1.test".into(), RecordType::A),
-            vec![a([127, 0, 0, 11])],
-        );
-        z.insert(("store-1.test".into(), RecordType::AAAA), vec![]);
-        z.insert(("store-0.test".into(), RecordType::AAAA), vec![]);
-    }
-    let (ns, broken) = responder(zone.clone()).await;
-    let dns = Dns::with_nameserver(ns).unwrap();
+    let server = DnsServer::start().await;
+    server.set_srv(
+        SRV_NAME,
+        &[(10901, "store-0.test"), (10902, "store-1.test")],
+    );
+    server.set_a("store-0.test", &[[127, 0, 0, 10]]);
+    server.set_a("store-1.test", &[[127, 0, 0, 11]]);
+    let dns = Dns::with_nameserver(server.addr()).unwrap();
 
     // The resolver itself.
     let mut targets = dns.lookup_srv(SRV_NAME).await.unwrap();
@@ -133,7 +51,8 @@ async fn srv_and_a_discovery_follows_the_zone_and_survives_dns_failures() {
             ("store-1.test".to_string(), 10902)
         ]
     );
-    assert!(dns.lookup_srv("_grpc._tcp.nothing.test").await.is_err());
+    // A name that does not exist has no endpoints (not an error: they are gone).
+    assert_eq!(dns.lookup_srv("_grpc._tcp.nothing.test").await, Ok(vec![]));
 
     let specs = vec![
         format!("dnssrv+{SRV_NAME}"),
@@ -167,10 +86,7 @@ async fn srv_and_a_discovery_follows_the_zone_and_survives_dns_failures() {
     assert!(set.discovery_errors().await.is_empty());
 
     // A replica goes away: the next resolution drops it.
-    zone.lock().unwrap().insert(
-        (SRV_NAME.to_string(), RecordType::SRV),
-        vec![srv(10901, "store-0.test")],
-    );
+    server.set_srv(SRV_NAME, &[(10901, "store-0.test")]);
     assert_eq!(
         addresses(&set).await,
         sorted(&[
@@ -182,7 +98,7 @@ async fn srv_and_a_discovery_follows_the_zone_and_survives_dns_failures() {
     );
 
     // DNS fails: the last answers stay, and the failure is reported.
-    *broken.lock().unwrap() = true;
+    server.set_broken(true);
     assert_eq!(
         addresses(&set).await,
         sorted(&[
@@ -217,20 +133,9 @@ async fn a_store_found_by_srv_answers_info() {
         std::future::pending(),
     ));
 
-    let zone: Zone = Arc::default();
-    {
-        let mut z = zone.lock().unwrap();
-        z.insert(
-            (SRV_NAME.to_string(), RecordType::SRV),
-            vec![srv(port, "store-0.test")],
-        );
-        z.insert(
-            ("store-0.test".into(), RecordType::A),
-            vec![a([127, 0, 0, 1])],
-        );
-        z.insert(("store-0.test".into(), RecordType::AAAA), vec![]);
-    }
-    let (ns, _) = responder(zone).await;
+    let server = DnsServer::start().await;
+    server.set_srv(SRV_NAME, &[(port, "store-0.test")]);
+    server.set_a("store-0.test", &[[127, 0, 0, 1]]);
     let set = EndpointSet::new(
         &[format!("dnssrv+{SRV_NAME}")],
         &[],
@@ -238,7 +143,7 @@ async fn a_store_found_by_srv_answers_info() {
         Intervals::default(),
     )
     .unwrap()
-    .with_dns(Dns::with_nameserver(ns).unwrap());
+    .with_dns(Dns::with_nameserver(server.addr()).unwrap());
     set.refresh(true).await;
     let eps = set.all();
     assert_eq!(eps.len(), 1);

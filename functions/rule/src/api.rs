@@ -20,7 +20,7 @@ use crate::alert::AlertState;
 use crate::head::Head;
 use crate::notifier::rfc3339_ms;
 use crate::rulefile::{self, RuleKind};
-use crate::ruler::{group_key, Ruler, RulerState};
+use crate::ruler::{group_key, rule_keys, Ruler, RulerState};
 
 /// Reloads rule files into a ruler, counting outcomes.
 pub struct Reloader {
@@ -142,8 +142,8 @@ pub fn rules_json(ruler: &Ruler, state: &RulerState, type_filter: Option<&str>) 
     for g in ruler.groups().iter() {
         let gs = state.groups.get(&group_key(g));
         let mut rules = Vec::new();
-        for (i, r) in g.rules.iter().enumerate() {
-            let st = gs.and_then(|s| s.rules.get(&format!("{i}:{}", r.name())));
+        for (r, key) in g.rules.iter().zip(rule_keys(g)) {
+            let st = gs.and_then(|s| s.rules.get(&key));
             let health = st.map(|s| s.health.as_str()).unwrap_or("unknown");
             let mut v = match &r.kind {
                 RuleKind::Alert(name) => {
@@ -237,12 +237,8 @@ async fn alerts(State(s): State<ApiState>) -> Response {
         let Some(gs) = state.groups.get(&group_key(g)) else {
             continue;
         };
-        for (i, r) in g.rules.iter().enumerate() {
-            if let Some(a) = gs
-                .rules
-                .get(&format!("{i}:{}", r.name()))
-                .and_then(|s| s.alerts.as_ref())
-            {
+        for key in rule_keys(g) {
+            if let Some(a) = gs.rules.get(&key).and_then(|s| s.alerts.as_ref()) {
                 out.extend(
                     a.active
                         .values()
@@ -364,8 +360,8 @@ pub fn metrics_text(s: &ApiState) -> String {
             family(
                 "prometheus_notifications_alertmanagers_discovered",
                 "gauge",
-                "The number of Alertmanagers configured.",
-                vec![(String::new(), am.urls().len().to_string())],
+                "The number of Alertmanagers discovered and active.",
+                c(&am.metrics.discovered),
             );
         }
         None => {

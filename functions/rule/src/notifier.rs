@@ -5,12 +5,21 @@
 //! configured Alertmanager concurrently, retrying transient failures with
 //! exponential backoff. A batch counts as delivered when at least one
 //! Alertmanager took it (as Prometheus's notifier does).
+//!
+//! Alertmanagers are given as base URLs or, as Thanos's `--alertmanagers.url`
+//! takes them, found through DNS ([`AmTarget`]): `dns+http://host:port/prefix`
+//! (every A/AAAA address of `host`; the port defaults to 9093),
+//! `dnssrv+http://_web._tcp.name/prefix` (every SRV record, its target's
+//! addresses and its port) and `dnssrvnoa+...` (the SRV targets as they are).
+//! Names are looked up again at most every `sd_interval`; when a lookup fails,
+//! its last answer stays in use.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use query::dns::Dns;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -62,11 +71,135 @@ pub struct NotifierMetrics {
     pub errors: AtomicU64,
     /// Alerts no Alertmanager took.
     pub dropped: AtomicU64,
+    /// Alertmanagers known at the last send (static and discovered).
+    pub discovered: AtomicU64,
+}
+
+/// How a DNS-discovered Alertmanager address is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// `dns+`: the A/AAAA addresses of the host.
+    A,
+    /// `dnssrv+`: the SRV records, their targets resolved to addresses.
+    Srv,
+    /// `dnssrvnoa+`: the SRV records' targets as they are.
+    SrvNoA,
+}
+
+/// One `--alertmanagers.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmTarget {
+    /// A base URL, used as given.
+    Static(String),
+    /// A base URL whose host is looked up in DNS.
+    Discovered {
+        lookup: Lookup,
+        /// `http` or `https`.
+        scheme: String,
+        /// The name to look up.
+        host: String,
+        /// The port given in the URL (`dns+` only; SRV records carry theirs).
+        port: Option<u16>,
+        /// The path prefix (no trailing `/`).
+        path: String,
+    },
+}
+
+/// The port of `dns+` addresses without one (Alertmanager's).
+const DEFAULT_AM_PORT: u16 = 9093;
+
+impl AmTarget {
+    /// Parses one `--alertmanagers.url`.
+    pub fn parse(spec: &str) -> Result<AmTarget> {
+        let bad = |why: &str| Error::Config(format!("--alertmanagers.url {spec:?}: {why}"));
+        let (lookup, url) = if let Some(r) = spec.strip_prefix("dnssrvnoa+") {
+            (Some(Lookup::SrvNoA), r)
+        } else if let Some(r) = spec.strip_prefix("dnssrv+") {
+            (Some(Lookup::Srv), r)
+        } else if let Some(r) = spec.strip_prefix("dns+") {
+            (Some(Lookup::A), r)
+        } else {
+            (None, spec)
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(bad("scheme must be http or https"));
+        }
+        let Some(lookup) = lookup else {
+            return Ok(AmTarget::Static(url.to_string()));
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host to look up"))?
+            .to_string();
+        // The port as written: the URL parser drops a scheme's default port.
+        let authority = url
+            .split_once("://")
+            .map(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+            .unwrap_or("");
+        let port = match authority.rsplit_once(':') {
+            Some((_, p)) if !p.is_empty() && !p.contains(']') => {
+                Some(p.parse::<u16>().map_err(|_| bad("bad port"))?)
+            }
+            _ => None,
+        };
+        if port.is_some() && lookup != Lookup::A {
+            return Err(bad(
+                "an SRV name takes its ports from the SRV records; give no port",
+            ));
+        }
+        Ok(AmTarget::Discovered {
+            lookup,
+            scheme: parsed.scheme().to_string(),
+            host,
+            port,
+            path: parsed.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The base URLs this target stands for now.
+    async fn resolve(&self, dns: &Dns) -> std::result::Result<Vec<String>, String> {
+        match self {
+            AmTarget::Static(u) => Ok(vec![u.clone()]),
+            AmTarget::Discovered {
+                lookup,
+                scheme,
+                host,
+                port,
+                path,
+            } => {
+                let addrs = match lookup {
+                    Lookup::A => {
+                        dns.lookup_host(host, port.unwrap_or(DEFAULT_AM_PORT))
+                            .await?
+                    }
+                    Lookup::Srv => dns.srv_endpoints(host, true).await?,
+                    Lookup::SrvNoA => dns.srv_endpoints(host, false).await?,
+                };
+                Ok(addrs
+                    .into_iter()
+                    .map(|a| format!("{scheme}://{a}{path}"))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The discovered Alertmanagers and when they were looked up.
+struct Discovery {
+    dns: Dns,
+    interval: Duration,
+    /// Per target: its last good answer.
+    answers: Vec<Vec<String>>,
+    looked_up: Option<Instant>,
 }
 
 /// Posts alerts to Alertmanagers.
 pub struct AlertmanagerNotifier {
-    urls: Vec<String>,
+    targets: Vec<AmTarget>,
+    /// `None` when every target is static.
+    discovery: Option<tokio::sync::Mutex<Discovery>>,
     client: reqwest::Client,
     attempts: u32,
     backoff: Duration,
@@ -74,27 +207,45 @@ pub struct AlertmanagerNotifier {
 }
 
 impl AlertmanagerNotifier {
-    /// `urls`: Alertmanager base URLs (`http://am:9093`, a path prefix allowed).
+    /// `urls`: `--alertmanagers.url`s (base URLs, a path prefix allowed, or
+    /// `dns+`/`dnssrv+`/`dnssrvnoa+` ones looked up with the system's resolver
+    /// every 30 s; see [`Self::with_discovery`]).
     pub fn new(urls: Vec<String>, timeout: Duration) -> Result<Self> {
-        for u in &urls {
-            let p = reqwest::Url::parse(u)
-                .map_err(|e| Error::Config(format!("--alertmanagers.url {u:?}: {e}")))?;
-            if p.scheme() != "http" && p.scheme() != "https" {
-                return Err(Error::Config(format!(
-                    "--alertmanagers.url {u:?}: scheme must be http or https"
-                )));
-            }
-        }
+        let targets = urls
+            .iter()
+            .map(|u| AmTarget::parse(u))
+            .collect::<Result<Vec<_>>>()?;
+        let discovery = if targets
+            .iter()
+            .any(|t| matches!(t, AmTarget::Discovered { .. }))
+        {
+            let dns = Dns::system().map_err(Error::Config)?;
+            Some(tokio::sync::Mutex::new(Discovery {
+                dns,
+                interval: Duration::from_secs(30),
+                answers: vec![Vec::new(); targets.len()],
+                looked_up: None,
+            }))
+        } else {
+            None
+        };
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let metrics = NotifierMetrics::default();
+        if discovery.is_none() {
+            metrics
+                .discovered
+                .store(targets.len() as u64, Ordering::Relaxed);
+        }
         Ok(AlertmanagerNotifier {
-            urls,
+            targets,
+            discovery,
             client,
             attempts: 3,
             backoff: Duration::from_millis(200),
-            metrics: NotifierMetrics::default(),
+            metrics,
         })
     }
 
@@ -105,8 +256,67 @@ impl AlertmanagerNotifier {
         self
     }
 
-    pub fn urls(&self) -> &[String] {
-        &self.urls
+    /// Looks discovered Alertmanagers up with `dns` (instead of the system's
+    /// resolver), again after `interval`.
+    pub fn with_discovery(mut self, dns: Dns, interval: Duration) -> Self {
+        if self.discovery.is_some() {
+            self.discovery = Some(tokio::sync::Mutex::new(Discovery {
+                dns,
+                interval,
+                answers: vec![Vec::new(); self.targets.len()],
+                looked_up: None,
+            }));
+        }
+        self
+    }
+
+    /// Looks discovered Alertmanagers up again after `interval` (Thanos's
+    /// `--alertmanagers.sd-dns-interval`; 30 s by default).
+    pub fn with_discovery_interval(mut self, interval: Duration) -> Self {
+        if let Some(d) = &mut self.discovery {
+            d.get_mut().interval = interval;
+        }
+        self
+    }
+
+    /// The configured targets.
+    pub fn targets(&self) -> &[AmTarget] {
+        &self.targets
+    }
+
+    /// The Alertmanagers' base URLs now: static ones as given, discovered ones
+    /// from their last good DNS answer (looked up again when due).
+    pub async fn alertmanagers(&self) -> Vec<String> {
+        let Some(d) = &self.discovery else {
+            return self
+                .targets
+                .iter()
+                .filter_map(|t| match t {
+                    AmTarget::Static(u) => Some(u.clone()),
+                    AmTarget::Discovered { .. } => None,
+                })
+                .collect();
+        };
+        let mut d = d.lock().await;
+        if d.looked_up.is_none_or(|t| t.elapsed() >= d.interval) {
+            for (i, t) in self.targets.iter().enumerate() {
+                match t.resolve(&d.dns).await {
+                    Ok(v) => d.answers[i] = v,
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "looking up Alertmanagers failed; keeping the last answer"
+                    ),
+                }
+            }
+            d.looked_up = Some(Instant::now());
+        }
+        let mut all: Vec<String> = d.answers.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        self.metrics
+            .discovered
+            .store(all.len() as u64, Ordering::Relaxed);
+        all
     }
 
     async fn post(&self, base: &str, body: &[u8]) -> std::result::Result<(), String> {
@@ -146,13 +356,22 @@ impl AlertmanagerNotifier {
 #[async_trait]
 impl Notifier for AlertmanagerNotifier {
     async fn send(&self, alerts: &[AmAlert]) -> Result<()> {
-        if alerts.is_empty() || self.urls.is_empty() {
+        if alerts.is_empty() || self.targets.is_empty() {
             return Ok(());
+        }
+        let urls = self.alertmanagers().await;
+        if urls.is_empty() {
+            self.metrics
+                .dropped
+                .fetch_add(alerts.len() as u64, Ordering::Relaxed);
+            return Err(Error::Notify(
+                "no Alertmanager discovered: the DNS names of --alertmanagers.url have no addresses"
+                    .into(),
+            ));
         }
         let body = serde_json::to_vec(alerts)
             .map_err(|e| Error::Notify(format!("encoding alerts: {e}")))?;
-        let results =
-            futures::future::join_all(self.urls.iter().map(|u| self.post(u, &body))).await;
+        let results = futures::future::join_all(urls.iter().map(|u| self.post(u, &body))).await;
         let mut errors = Vec::new();
         for r in results {
             match r {
@@ -168,7 +387,7 @@ impl Notifier for AlertmanagerNotifier {
                 }
             }
         }
-        if errors.len() == self.urls.len() {
+        if errors.len() == urls.len() {
             self.metrics
                 .dropped
                 .fetch_add(alerts.len() as u64, Ordering::Relaxed);

@@ -75,7 +75,8 @@ pub struct GroupState {
     pub last_eval: i64,
     #[serde(default)]
     pub eval_seconds: f64,
-    /// Keyed by `<index>:<name>`.
+    /// Keyed by [`rule_keys`]: name and labels, so that a rule keeps its state
+    /// (alerts, series for staleness) when a reload moves it in its group.
     #[serde(default)]
     pub rules: BTreeMap<String, RuleStatus>,
 }
@@ -94,8 +95,38 @@ pub fn group_key(g: &RuleGroup) -> String {
     format!("{};{}", g.file, g.name)
 }
 
-fn rule_key(i: usize, r: &Rule) -> String {
+/// The state keys of a group's rules, in order: the rule's name and labels (as
+/// Prometheus matches rules across a reload), with `#n` for the n-th rule of
+/// the same name and labels in the group.
+pub fn rule_keys(g: &RuleGroup) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    g.rules
+        .iter()
+        .map(|r| {
+            let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            let base = format!("{}{{{}}}", r.name(), labels.join(", "));
+            let n = seen.entry(base.clone()).or_insert(0);
+            let key = format!("{base}#{n}");
+            *n += 1;
+            key
+        })
+        .collect()
+}
+
+/// The key of rule `i` in states written before [`rule_keys`] (by position).
+fn legacy_rule_key(i: usize, r: &Rule) -> String {
     format!("{i}:{}", r.name())
+}
+
+/// A staleness marker for each of `series` at `ts`.
+fn stale_markers<'a, I>(series: I, ts: i64) -> impl Iterator<Item = (Labels, i64, f64)> + 'a
+where
+    I: IntoIterator<Item = &'a Labels>,
+    I::IntoIter: 'a,
+{
+    series
+        .into_iter()
+        .map(move |l| (l.clone(), ts, f64::from_bits(model::STALE_NAN_BITS)))
 }
 
 /// Loads and conditionally saves the ruler state.
@@ -431,7 +462,19 @@ impl Ruler {
             group_metrics.push((key.clone(), gm));
             next.groups.insert(key, gs);
         }
-        if report.evaluated.is_empty() {
+        // Groups gone from the rule files: their series go stale now (as
+        // Prometheus marks a removed group's series stale when it stops it).
+        let mut removed = 0usize;
+        for (key, gs) in &old.groups {
+            if !next.groups.contains_key(key) {
+                removed += 1;
+                for st in gs.rules.values() {
+                    samples.extend(stale_markers(&st.series, at));
+                }
+                tracing::info!(group = %key, "rule group removed; its series are marked stale");
+            }
+        }
+        if report.evaluated.is_empty() && removed == 0 {
             *self.last_state.write().unwrap_or_else(|e| e.into_inner()) = old;
             return Ok(report);
         }
@@ -519,9 +562,14 @@ impl Ruler {
                 .collect(),
             external_url: self.cfg.external_url.clone(),
         };
-        for (i, r) in g.rules.iter().enumerate() {
-            let key = rule_key(i, r);
-            let prev_rule = prev.rules.get(&key).cloned().unwrap_or_default();
+        let keys = rule_keys(g);
+        let mut prev = prev;
+        for (i, (r, key)) in g.rules.iter().zip(keys).enumerate() {
+            let prev_rule = prev
+                .rules
+                .remove(&key)
+                .or_else(|| prev.rules.remove(&legacy_rule_key(i, r)))
+                .unwrap_or_default();
             gm.evaluations += 1;
             let started = Instant::now();
             let mut status = RuleStatus {
@@ -576,15 +624,10 @@ impl Ruler {
                     let now: std::collections::BTreeSet<&Labels> =
                         out.iter().map(|p| &p.0).collect();
                     // Staleness markers for series gone since the last evaluation.
-                    for l in &prev_rule.series {
-                        if !now.contains(l) {
-                            samples.push((
-                                l.clone(),
-                                eval_ts,
-                                f64::from_bits(model::STALE_NAN_BITS),
-                            ));
-                        }
-                    }
+                    samples.extend(stale_markers(
+                        prev_rule.series.iter().filter(|l| !now.contains(l)),
+                        eval_ts,
+                    ));
                     status.series = out.iter().map(|p| p.0.clone()).collect();
                     samples.extend(out.into_iter().map(|(l, v)| (l, eval_ts, v)));
                 }
@@ -602,6 +645,11 @@ impl Ruler {
             }
             status.eval_seconds = started.elapsed().as_secs_f64();
             gs.rules.insert(key, status);
+        }
+        // Rules gone from the group since its last evaluation: their series go
+        // stale (Prometheus's `staleSeries` after a reload).
+        for st in prev.rules.values() {
+            samples.extend(stale_markers(&st.series, eval_ts));
         }
         (gs, gm)
     }

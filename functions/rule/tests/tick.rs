@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bucket::object_store::memory::InMemory;
-use bucket::object_store::ObjectStore;
+use bucket::object_store::{ObjectStore, ObjectStoreExt};
 use model::Labels;
 use rule::notifier::RecordingNotifier;
 use rule::querier::{QueryOutput, RuleQuerier};
@@ -240,9 +240,9 @@ async fn ticks_record_alert_and_never_double_record() {
 
     // Partial responses: warn records, abort fails the rule.
     let st = s2.ruler.last_state();
-    let warn = &st.groups["rules.yaml;partial"].rules["0:partial:warn"];
+    let warn = &st.groups["rules.yaml;partial"].rules["partial:warn{}#0"];
     assert_eq!(warn.health, "ok");
-    let abort = &st.groups["rules.yaml;partial-abort"].rules["0:partial:abort"];
+    let abort = &st.groups["rules.yaml;partial-abort"].rules["partial:abort{}#0"];
     assert_eq!(abort.health, "err");
     assert!(
         abort
@@ -277,6 +277,113 @@ async fn ticks_record_alert_and_never_double_record() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_rule_state_by_name_and_marks_removed_rules_and_groups_stale() {
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let s = setup(bucket.clone());
+    s.querier.set(
+        "sum by (job) (up)",
+        vec![(Labels::from_pairs([("job", "thanos")]), 0.0)],
+        vec![],
+    );
+    s.querier
+        .set("up{job=\"thanos\"} == 0", vec![(up("a:1"), 0.0)], vec![]);
+    s.querier
+        .set("vector(1)", vec![(Labels::empty(), 1.0)], vec![]);
+    s.querier
+        .set("vector(2)", vec![(Labels::empty(), 2.0)], vec![]);
+    s.ruler.tick(10_000).await.unwrap();
+    s.ruler.tick(20_000).await.unwrap();
+    s.ruler.tick(30_000).await.unwrap();
+    assert_eq!(s.notifier.sent.lock().unwrap().len(), 1, "ThanosDown fired");
+
+    // The reload: the alert moved to the front, a new rule, the recording rule
+    // gone, the group `partial` gone.
+    let reloaded = r#"
+groups:
+  - name: thanos
+    interval: 10s
+    rules:
+      - alert: ThanosDown
+        expr: up{job="thanos"} == 0
+        for: 20s
+        labels:
+          severity: critical
+      - record: new:rule
+        expr: vector(2)
+  - name: partial-abort
+    interval: 10s
+    rules:
+      - record: partial:abort
+        expr: vector(1)
+"#;
+    s.ruler
+        .set_groups(parse_rules(reloaded, "rules.yaml").unwrap());
+    s.ruler.tick(40_000).await.unwrap();
+
+    // The alert kept its state: still firing since 30 s, not pending anew.
+    let st = s.ruler.last_state();
+    let thanos = &st.groups["rules.yaml;thanos"];
+    let alert = &thanos.rules["ThanosDown{severity=\"critical\"}#0"];
+    assert_eq!(
+        rule::Ruler::rule_state(Some(alert)),
+        rule::alert::AlertState::Firing
+    );
+    let fs = samples_of(&s.head, "ALERTS_FOR_STATE");
+    assert_eq!(
+        fs[0].1.last().unwrap(),
+        &(40_000, 10.0),
+        "active since 10 s"
+    );
+    assert!(!thanos.rules.contains_key("job:up:sum{}#0"));
+    assert!(!st.groups.contains_key("rules.yaml;partial"));
+
+    // The removed rule's and the removed group's series end with a staleness
+    // marker at the reload's tick.
+    for name in ["job:up:sum", "partial:warn"] {
+        let series = samples_of(&s.head, name);
+        assert_eq!(series.len(), 1, "{name}");
+        let last = *series[0].1.last().unwrap();
+        assert_eq!(last.0, 40_000, "{name}");
+        assert!(model::is_stale_nan(last.1), "{name}: {last:?}");
+    }
+    assert_eq!(samples_of(&s.head, "new:rule")[0].1, vec![(40_000, 2.0)]);
+
+    // Once only: the next tick writes no further markers.
+    s.ruler.tick(50_000).await.unwrap();
+    assert_eq!(samples_of(&s.head, "job:up:sum")[0].1.len(), 4);
+}
+
+#[tokio::test]
+async fn state_written_with_positional_keys_is_still_read() {
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let s = setup(bucket.clone());
+    s.querier
+        .set("up{job=\"thanos\"} == 0", vec![(up("a:1"), 0.0)], vec![]);
+    s.ruler.tick(10_000).await.unwrap();
+    // Rewrite the state as an older version wrote it: `<index>:<name>` keys.
+    let ext = Labels::from_pairs([("replica", "r0")]);
+    let key = bucket::object_store::path::Path::from(rule::ruler::state_key(&ext));
+    let raw = bucket.get(&key).await.unwrap().bytes().await.unwrap();
+    let text = String::from_utf8(raw.to_vec())
+        .unwrap()
+        .replace("ThanosDown{severity=\\\"critical\\\"}#0", "1:ThanosDown")
+        .replace("job:up:sum{}#0", "0:job:up:sum");
+    assert!(text.contains("\"1:ThanosDown\""), "{text}");
+    bucket.put(&key, text.into_bytes().into()).await.unwrap();
+
+    let s2 = setup(bucket.clone());
+    s2.querier
+        .set("up{job=\"thanos\"} == 0", vec![(up("a:1"), 0.0)], vec![]);
+    s2.ruler.tick(20_000).await.unwrap();
+    s2.ruler.tick(30_000).await.unwrap();
+    assert_eq!(
+        s2.notifier.sent.lock().unwrap().len(),
+        1,
+        "the alert pending since 10 s fires at 30 s"
     );
 }
 

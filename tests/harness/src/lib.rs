@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod dns;
 pub mod lambda;
 
 /// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999),
