@@ -125,6 +125,7 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/flags", get(empty_object))
         .route("/api/v1/metadata", get(empty_object))
@@ -553,6 +554,20 @@ async fn label_values(
         }
     }
     .await;
+    respond(r)
+}
+
+/// `/api/v1/format_query`: the query pretty-printed as Prometheus prints it
+/// (Grafana's "format query").
+async fn format_query(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let p = read_params(&uri, &headers, &method, &body);
+    let r = crate::format::format_query(p.get("query").unwrap_or(""))
+        .map(|f| {
+            let mut data = String::new();
+            json::write_str(&mut data, &f);
+            (data, Vec::new(), Vec::new())
+        })
+        .map_err(|e| (ApiError::from_engine(promql::Error::Parse(e)), Vec::new()));
     respond(r)
 }
 

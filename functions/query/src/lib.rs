@@ -24,6 +24,7 @@ pub mod dedup;
 pub mod dns;
 pub mod endpoints;
 pub mod fanout;
+pub mod format;
 pub mod json;
 pub mod metrics;
 pub mod params;

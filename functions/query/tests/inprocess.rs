@@ -50,6 +50,18 @@ impl StoreApi for Broken {
     }
 }
 
+/// (HTTP status, body) of a GET of `url`.
+fn curl_get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sg", "-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .unwrap();
+    let s = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = s.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
 struct Fixture {
     addr: String,
     _rt: tokio::runtime::Runtime,
@@ -101,14 +113,7 @@ fn start(with_broken: bool, partial: bool) -> Fixture {
 impl Fixture {
     /// (HTTP status, body) of a GET.
     fn get(&self, path: &str) -> (u16, String) {
-        let out = std::process::Command::new("curl")
-            .args(["-sg", "-w", "\n%{http_code}"])
-            .arg(format!("http://{}{}", self.addr, path))
-            .output()
-            .unwrap();
-        let s = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = s.rsplit_once('\n').unwrap();
-        (code.parse().unwrap(), body.to_string())
+        curl_get(&format!("http://{}{}", self.addr, path))
     }
 
     fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
@@ -489,4 +494,67 @@ fn proxy_store_merges_endpoints_and_warns() {
         assert_eq!(names.names, vec!["__name__", "job", "replica"]);
         assert_eq!(names.warnings.len(), 1);
     });
+}
+
+/// `/api/v1/format_query` answers byte for byte what a real Prometheus answers,
+/// formatted queries and parse errors alike (GET and form POST).
+#[test]
+fn format_query_as_prometheus() {
+    let f = start(false, true);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = harness::Prometheus::start("global: {}\n", &dir.path().join("data"), &[]).unwrap();
+    let queries = [
+        "up",
+        "sum(rate(x{a=\"b\"}[5m]))by(job)/on(job)group_left count(y)",
+        "sum without(instance)(rate(http_requests_total{job=~\"api|web\",code!~\"5..\"}[5m] offset -1h))",
+        "histogram_quantile(0.9, sum by (le, handler) (rate(http_request_duration_seconds_bucket[5m])))",
+        "a > bool b",
+        "a and on(x) b or c unless ignoring(y) d",
+        "-a ^ 2 ^ -b",
+        "(a + b) * c",
+        "max_over_time(sum by (instance) (rate(x[5m]))[30m:1m] @ 1609746000)",
+        "rate(x[1h30m] @ start()) + x @ end()",
+        "topk(5, x) + quantile(0.5, y) + count_values(\"v\", z)",
+        "label_replace(up, \"dst\", \"$1\", \"src\", \"(.*)\")",
+        // Numbers whose printing Prometheus 2.42 and 3 share (2.42 used `%v`,
+        // 3 uses 'f' formatting; format::tests checks Prometheus 3's).
+        "1e3 + 0x10 - NaN + 1.5",
+        "\"a string with \\\"quotes\\\"\"",
+        "x[5m:]",
+        "{__name__=\"up\", job=\"a\"}",
+        "sum by (job) (rate(http_requests_total{job=\"some-very-long-job-name\", handler=\"/api/v1/query_range\"}[5m])) / sum by (job) (rate(http_requests_total[5m]))",
+        "a < b & c",
+        "sum(",
+        "",
+        "rate(x)",
+        "x offset 5m offset 1m",
+    ];
+    for q in queries {
+        let path = format!("/api/v1/format_query?query={}", enc(q));
+        let want = curl_get(&format!("{}{path}", prom.url()));
+        let got = f.get(&path);
+        let posted = f.post("/api/v1/format_query", &[("query", q)]);
+        assert_eq!(posted, got, "POST and GET {q:?}");
+        if want.0 == 200 {
+            assert_eq!(got, want, "{q:?}");
+        } else {
+            // Errors: same status and type; promql-parser's messages carry no
+            // `line:col: parse error:` prefix (shared/promql/README.md).
+            assert_eq!(got.0, want.0, "{q:?}: {got:?} vs {want:?}");
+            let prefix = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": "#;
+            assert!(got.1.starts_with(prefix), "{q:?}: {got:?}");
+            assert!(want.1.starts_with(prefix), "{q:?}: {want:?}");
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
