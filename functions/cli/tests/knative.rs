@@ -10,16 +10,7 @@ use std::time::Duration;
 use harness::{free_port, Proc};
 use storeapi::StoreApi;
 
-fn curl(url: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sg", "-w", "\n%{http_code}"])
-        .arg(url)
-        .output()
-        .unwrap();
-    let s = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = s.rsplit_once('\n').unwrap();
-    (code.parse().unwrap_or(0), body.to_string())
-}
+use harness::curl_get as curl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_and_query_serve_http_and_grpc_on_port() {

@@ -200,16 +200,7 @@ fn start_querier(
     QuerierProc { url, _rt: rt }
 }
 
-fn curl(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sg", "-w", "\n%{http_code}"])
-        .arg(url)
-        .output()
-        .unwrap();
-    let s = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = s.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
+use harness::curl_get as curl;
 
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()

@@ -50,17 +50,7 @@ impl StoreApi for Broken {
     }
 }
 
-/// (HTTP status, body) of a GET of `url`.
-fn curl_get(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sg", "-w", "\n%{http_code}"])
-        .arg(url)
-        .output()
-        .unwrap();
-    let s = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = s.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
+use harness::curl_get;
 
 struct Fixture {
     addr: String,

@@ -355,6 +355,22 @@ impl Prometheus {
     }
 }
 
+/// GET `url` with curl: the HTTP status (0 when nothing answered) and the body.
+pub fn curl_get(url: &str) -> (u16, String) {
+    let Ok(out) = Command::new("curl")
+        .args(["-sg", "-w", "\n%{http_code}"])
+        .arg(url)
+        .output()
+    else {
+        return (0, String::new());
+    };
+    let s = String::from_utf8_lossy(&out.stdout);
+    match s.rsplit_once('\n') {
+        Some((body, code)) => (code.parse().unwrap_or(0), body.to_string()),
+        None => (0, s.into_owned()),
+    }
+}
+
 /// Runs `promtool` with `args`; fails with its output when it exits non-zero.
 pub fn promtool(args: &[&str]) -> Result<Output> {
     let out = Command::new("promtool")
