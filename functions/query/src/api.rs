@@ -567,7 +567,7 @@ async fn format_query(method: Method, uri: Uri, headers: HeaderMap, body: Bytes)
             json::write_str(&mut data, &f);
             (data, Vec::new(), Vec::new())
         })
-        .map_err(|e| (ApiError::from_engine(promql::Error::Parse(e)), Vec::new()));
+        .map_err(|e| (ApiError::from_engine(e), Vec::new()));
     respond(r)
 }
 

@@ -7,11 +7,11 @@
 //! literals are swapped for a leaf that prints `+Inf` before printing; the
 //! printed query parses back to the same expression.
 
-use promql_parser::parser::{self, Expr, VectorSelector};
+use promql_parser::parser::{Expr, VectorSelector};
 
-/// The pretty-printed query, or promql-parser's parse error.
-pub fn format_query(query: &str) -> Result<String, String> {
-    let mut expr = parser::parse(query)?;
+/// The pretty-printed query, or its parse error.
+pub fn format_query(query: &str) -> promql::Result<String> {
+    let mut expr = promql::parse(query)?;
     plus_inf(&mut expr);
     Ok(expr.prettify())
 }

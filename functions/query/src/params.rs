@@ -174,7 +174,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 /// A series selector (`match[]`) as matchers.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let expr = promql_parser::parser::parse(s)?;
+    let expr = promql::parse(s).map_err(|e| e.to_string())?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
         return Err(format!(
             "1:1: parse error: unexpected expression in {s:?}, want a series selector"

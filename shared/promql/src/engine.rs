@@ -1703,7 +1703,7 @@ impl Engine {
         cancel: Option<CancelToken>,
     ) -> Result<QueryResult> {
         let began = Instant::now();
-        let expr = parser::parse(query).map_err(Error::Parse)?;
+        let expr = crate::parse(query)?;
         check_functions(&expr, self.opts.enable_experimental_functions)?;
         let is_range = step > 0;
         if is_range {

@@ -19,6 +19,7 @@ mod engine;
 mod funcs;
 mod hist;
 mod info;
+mod parse;
 pub mod promqltest;
 mod queryable;
 mod samples;
@@ -27,6 +28,7 @@ mod window;
 
 pub use blocks::BlockQueryable;
 pub use engine::{CancelToken, Engine, EngineOpts};
+pub use parse::parse;
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
 pub use samples::QueryStats;
 pub use value::{QueryResult, RangeSeries, Sample, Value};
