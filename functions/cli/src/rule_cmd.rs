@@ -154,6 +154,7 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
             external_labels: labels.clone(),
             external_url: a.alert_query_url.clone(),
             alert_label_drop: a.alert_label_drop.clone(),
+            spread_groups: false,
         };
         return run_knative(
             mode,
@@ -191,6 +192,8 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
         external_labels: labels.clone(),
         external_url: a.alert_query_url.clone(),
         alert_label_drop: a.alert_label_drop.clone(),
+        // A loop of our own: groups spread over their interval, as Prometheus.
+        spread_groups: true,
     };
     let ruler = Arc::new(Ruler::new(
         cfg,

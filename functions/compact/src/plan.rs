@@ -35,14 +35,7 @@ pub fn stream_labels(meta: &BlockMeta, replica_labels: &[String]) -> BTreeMap<St
 /// Prometheus's `labels.Hash` of a label map: xxhash64 over `name 0xff value 0xff`
 /// for each label in name order.
 pub fn labels_hash(labels: &BTreeMap<String, String>) -> u64 {
-    let mut b = Vec::new();
-    for (k, v) in labels {
-        b.extend_from_slice(k.as_bytes());
-        b.push(0xff);
-        b.extend_from_slice(v.as_bytes());
-        b.push(0xff);
-    }
-    xxhash_rust::xxh64::xxh64(&b, 0)
+    model::prometheus_hash(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// A compaction group: one stream (external labels without replica labels) at

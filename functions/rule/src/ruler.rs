@@ -2,9 +2,10 @@
 //! time, records the results, sends alerts, and keeps what must survive in the
 //! bucket.
 //!
-//! A group with interval `I` is evaluated at the slot times `k*I`; a tick at `t`
-//! evaluates each group whose current slot `floor(t/I)*I` is after its last
-//! evaluation (so a second tick for the same time evaluates nothing). The state
+//! A group with interval `I` is evaluated at the slot times `k*I` (plus the
+//! group's own offset when [`RulerConfig::spread_groups`]); a tick at `t`
+//! evaluates each group whose current slot (the latest not after `t`) is after
+//! its last evaluation (so a second tick for the same time evaluates nothing). The state
 //! (each group's last evaluation, each alerting rule's alerts with their `for`
 //! timers and send times, each rule's health and the series it produced last
 //! time for staleness markers) is one JSON object in the bucket, read at the
@@ -111,6 +112,17 @@ pub fn rule_keys(g: &RuleGroup) -> Vec<String> {
             key
         })
         .collect()
+}
+
+/// Prometheus's offset of a group within its interval: the hash of the labels
+/// `{file, name}` modulo the interval in nanoseconds, here in milliseconds.
+pub fn group_offset_ms(g: &RuleGroup, interval_ms: i64) -> i64 {
+    let h = model::prometheus_hash([("file", g.file.as_str()), ("name", g.name.as_str())]);
+    let interval_ns = u64::try_from(interval_ms)
+        .unwrap_or(1)
+        .max(1)
+        .saturating_mul(1_000_000);
+    i64::try_from(h % interval_ns / 1_000_000).unwrap_or(0)
 }
 
 /// The key of rule `i` in states written before [`rule_keys`] (by position).
@@ -248,6 +260,14 @@ pub struct RulerConfig {
     /// Labels removed from alerts before sending (`--alert.label-drop`, e.g. the
     /// replica label, so that HA rulers' alerts deduplicate in Alertmanager).
     pub alert_label_drop: Vec<String>,
+    /// Spread groups over their interval as Prometheus does: each group is
+    /// evaluated at its own offset (a hash of its file and name, Prometheus's
+    /// `EvalTimestamp`), so that groups don't all query at once. The long-lived
+    /// ruler's choice; one-tick-per-invocation rulers (Lambda, Knative) keep
+    /// groups at the multiples of their interval, so that a tick on a schedule
+    /// evaluates the slot it was scheduled for rather than one up to an
+    /// interval older.
+    pub spread_groups: bool,
 }
 
 impl Default for RulerConfig {
@@ -258,6 +278,7 @@ impl Default for RulerConfig {
             external_labels: Labels::empty(),
             external_url: String::new(),
             alert_label_drop: Vec::new(),
+            spread_groups: false,
         }
     }
 }
@@ -414,14 +435,23 @@ impl Ruler {
             .max(1)
     }
 
+    /// The evaluation slot of `g` at `at`: the latest of its evaluation times
+    /// not after `at` (see [`RulerConfig::spread_groups`]).
+    pub fn slot(&self, g: &RuleGroup, at: i64) -> i64 {
+        let i = self.interval_ms(g);
+        let off = if self.cfg.spread_groups {
+            group_offset_ms(g, i)
+        } else {
+            0
+        };
+        (at - off).div_euclid(i) * i + off
+    }
+
     /// The earliest time after `at` at which some group is due.
     pub fn next_due(&self, at: i64) -> i64 {
         self.groups()
             .iter()
-            .map(|g| {
-                let i = self.interval_ms(g);
-                (at.div_euclid(i) + 1) * i
-            })
+            .map(|g| self.slot(g, at) + self.interval_ms(g))
             .min()
             .unwrap_or(at + self.cfg.eval_interval_ms)
     }
@@ -443,7 +473,7 @@ impl Ruler {
         for g in groups.iter() {
             let key = group_key(g);
             let interval = self.interval_ms(g);
-            let slot = at.div_euclid(interval) * interval;
+            let slot = self.slot(g, at);
             let prev = old.groups.get(&key).cloned().unwrap_or_default();
             if prev.last_eval >= slot {
                 next.groups.insert(key, prev);

@@ -103,6 +103,7 @@ fn setup(bucket: Arc<dyn ObjectStore>) -> Setup {
         external_labels: ext.clone(),
         external_url: "http://ruler:10902".into(),
         alert_label_drop: vec!["dropme".into()],
+        spread_groups: false,
     };
     let ruler = Ruler::new(
         cfg,
@@ -453,4 +454,75 @@ async fn embedded_engine_over_storeapi_endpoints() {
         .query("sum(", 0, PartialResponseStrategy::Abort)
         .await
         .is_err());
+}
+
+/// With `spread_groups`, each group is evaluated at Prometheus's offset within
+/// its interval: a real Prometheus 2.42 evaluating the same groups from the same
+/// file writes its samples at exactly those offsets.
+#[test]
+fn spread_group_offsets_are_prometheus_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    let text = "groups:\n  - name: first\n    interval: 1s\n    rules:\n      - record: spread_first\n        expr: vector(1)\n  - name: second group\n    interval: 1s\n    rules:\n      - record: spread_second\n        expr: vector(2)\n";
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let config = format!("global:\n  evaluation_interval: 1s\nrule_files:\n  - {file}\n");
+    let prom = harness::Prometheus::start(&config, &dir.path().join("data"), &[]).unwrap();
+
+    let groups = parse_rules(text, &file).unwrap();
+    let ruler = Ruler::new(
+        RulerConfig {
+            spread_groups: true,
+            ..RulerConfig::default()
+        },
+        groups.clone(),
+        Arc::new(Scripted::default()),
+        Arc::new(RecordingNotifier::default()),
+        Arc::new(
+            Head::open(
+                &dir.path().join("head"),
+                Labels::empty(),
+                7_200_000,
+                86_400_000,
+            )
+            .unwrap(),
+        ),
+        Arc::new(BucketStateStore::new(
+            Arc::new(InMemory::new()),
+            &Labels::empty(),
+        )),
+    );
+    for (g, metric) in groups.iter().zip(["spread_first", "spread_second"]) {
+        let want = rule::ruler::group_offset_ms(g, 1000);
+        // Our slots: the group's offset past each second.
+        assert_eq!(ruler.slot(g, 5_000 + want), 5_000 + want);
+        assert_eq!(ruler.slot(g, 5_000 + want - 1), 4_000 + want);
+        // Prometheus's samples (after a few evaluations).
+        let mut stamps = Vec::new();
+        for _ in 0..100 {
+            let body = prom
+                .get(&format!("/api/v1/query?query={metric}%5B1m%5D"))
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            stamps = v["data"]["result"][0]["values"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| (p[0].as_f64().unwrap() * 1000.0).round() as i64)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if stamps.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(
+            stamps.len() >= 2,
+            "{metric}: Prometheus evaluated it: {stamps:?}"
+        );
+        for t in &stamps {
+            assert_eq!(t.rem_euclid(1000), want, "{metric} at {t}: {stamps:?}");
+        }
+    }
 }

@@ -68,6 +68,12 @@ impl Labels {
             .map(|i| self.0[i].value.as_str())
     }
 
+    /// Prometheus's `labels.Hash`: xxhash64 of `name 0xff value 0xff` for each
+    /// label in order (stable across processes and compatible with Prometheus).
+    pub fn prometheus_hash(&self) -> u64 {
+        prometheus_hash(self.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
         self.0.iter()
     }
@@ -159,6 +165,18 @@ impl fmt::Display for Labels {
         }
         f.write_str("}")
     }
+}
+
+/// Prometheus's `labels.Hash` of `(name, value)` pairs given in name order.
+pub fn prometheus_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut b = Vec::with_capacity(256);
+    for (name, value) in pairs {
+        b.extend_from_slice(name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(value.as_bytes());
+        b.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&b, 0)
 }
 
 #[cfg(test)]

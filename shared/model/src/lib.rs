@@ -12,7 +12,7 @@ mod matcher;
 pub use duration::{duration_unit_ms, format_duration_ms, parse_duration_ms};
 pub use gofmt::{format_go_float, go_quote};
 pub use histogram::{bucket_upper_bound, CounterResetHint, FloatHistogram, Histogram, Span};
-pub use labels::{Label, Labels, METRIC_NAME};
+pub use labels::{prometheus_hash, Label, Labels, METRIC_NAME};
 pub use matcher::{MatchType, Matcher};
 
 /// Errors of the data model.

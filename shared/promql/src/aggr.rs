@@ -28,16 +28,9 @@ fn group_labels(l: &Labels, by: bool, names: &[String]) -> Labels {
     }
 }
 
-/// Prometheus's `labels.Hash` (xxhash64 of name, 0xff, value, 0xff, ...).
+/// Prometheus's `labels.Hash`.
 pub(crate) fn labels_hash(l: &Labels) -> u64 {
-    let mut b = Vec::with_capacity(256);
-    for x in l.iter() {
-        b.extend_from_slice(x.name.as_bytes());
-        b.push(0xff);
-        b.extend_from_slice(x.value.as_bytes());
-        b.push(0xff);
-    }
-    xxhash_rust::xxh64::xxh64(&b, 0)
+    l.prometheus_hash()
 }
 
 fn scalar_param(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) -> Result<Vec<f64>> {
