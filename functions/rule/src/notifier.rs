@@ -259,13 +259,10 @@ impl AlertmanagerNotifier {
     /// Looks discovered Alertmanagers up with `dns` (instead of the system's
     /// resolver), again after `interval`.
     pub fn with_discovery(mut self, dns: Dns, interval: Duration) -> Self {
-        if self.discovery.is_some() {
-            self.discovery = Some(tokio::sync::Mutex::new(Discovery {
-                dns,
-                interval,
-                answers: vec![Vec::new(); self.targets.len()],
-                looked_up: None,
-            }));
+        if let Some(d) = &mut self.discovery {
+            let d = d.get_mut();
+            d.dns = dns;
+            d.interval = interval;
         }
         self
     }
@@ -277,11 +274,6 @@ impl AlertmanagerNotifier {
             d.get_mut().interval = interval;
         }
         self
-    }
-
-    /// The configured targets.
-    pub fn targets(&self) -> &[AmTarget] {
-        &self.targets
     }
 
     /// The Alertmanagers' base URLs now: static ones as given, discovered ones

@@ -567,7 +567,7 @@ impl Ruler {
         &self,
         g: &RuleGroup,
         ts: i64,
-        prev: GroupState,
+        mut prev: GroupState,
         samples: &mut Vec<(Labels, i64, f64)>,
         alerts: &mut Vec<AmAlert>,
     ) -> (GroupState, GroupMetrics) {
@@ -593,7 +593,6 @@ impl Ruler {
             external_url: self.cfg.external_url.clone(),
         };
         let keys = rule_keys(g);
-        let mut prev = prev;
         for (i, (r, key)) in g.rules.iter().zip(keys).enumerate() {
             let prev_rule = prev
                 .rules

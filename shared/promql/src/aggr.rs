@@ -28,11 +28,6 @@ fn group_labels(l: &Labels, by: bool, names: &[String]) -> Labels {
     }
 }
 
-/// Prometheus's `labels.Hash`.
-pub(crate) fn labels_hash(l: &Labels) -> u64 {
-    l.prometheus_hash()
-}
-
 fn scalar_param(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) -> Result<Vec<f64>> {
     match &a.param {
         Some(p) => match ev.eval(p, ts)? {
@@ -237,7 +232,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator, a: &AggregateExpr, ts: &[i64]) 
                                 .copied()
                                 .filter(|&i| {
                                     let off =
-                                        labels_hash(&input[i].labels) as f64 / u64::MAX as f64;
+                                        input[i].labels.prometheus_hash() as f64 / u64::MAX as f64;
                                     if r >= 0.0 {
                                         off < r
                                     } else {

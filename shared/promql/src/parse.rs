@@ -27,15 +27,12 @@ fn documented_type(t: &str) -> &str {
 
 /// `expected type A in CONTEXT, got B` as Prometheus prints it; other messages as they are.
 fn prometheus_wording(msg: &str) -> String {
-    let Some(rest) = msg.strip_prefix("expected type ") else {
-        return msg.to_string();
-    };
-    let (Some((want, rest)), true) = (rest.split_once(" in "), rest.contains(", got ")) else {
-        return msg.to_string();
-    };
-    let Some((context, got)) = rest.rsplit_once(", got ") else {
-        return msg.to_string();
-    };
+    reword_type_error(msg).unwrap_or_else(|| msg.to_string())
+}
+
+fn reword_type_error(msg: &str) -> Option<String> {
+    let (want, rest) = msg.strip_prefix("expected type ")?.split_once(" in ")?;
+    let (context, got) = rest.rsplit_once(", got ")?;
     let context = match context
         .strip_prefix("call to function '")
         .and_then(|c| c.strip_suffix('\''))
@@ -46,11 +43,11 @@ fn prometheus_wording(msg: &str) -> String {
         }
         None => context.to_string(),
     };
-    format!(
+    Some(format!(
         "expected type {} in {context}, got {}",
         documented_type(want),
         documented_type(got)
-    )
+    ))
 }
 
 #[cfg(test)]
