@@ -252,7 +252,11 @@ fn thanos_down_fires_after_for_resolves_and_records_into_the_bucket() {
         "job:up:sum through the querier",
         Duration::from_secs(60),
         || {
-            let v = get_json(&format!("{q_url}/api/v1/query?query=job:up:sum"));
+            // This ruler's series (the second ruler records the same name,
+            // evaluated at its own offset within the second).
+            let v = get_json(&format!(
+                "{q_url}/api/v1/query?query=job:up:sum%7Breplica%3D%22r0%22%7D"
+            ));
             let r = v["data"]["result"].as_array()?.first()?.clone();
             (r["value"][1] == "1").then_some(r)
         },
